@@ -1,0 +1,41 @@
+# Two commands run the course: `make lab` (learn) and `make test` (verify).
+# Both install what they need first: a venv with the pinned Python packages and
+# the system binaries (Prometheus, Alertmanager, Pushgateway, ffmpeg, ...).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: lab test setup sysdeps up down status doctor lint bench clean
+
+lab: setup  ## install, start the local stack, open JupyterLab on notebooks/
+	$(PY) -m course_lib up
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=notebooks
+
+test: setup  ## install, then run unit tests, config checks and every notebook
+	$(PY) -m pytest
+
+setup: sysdeps $(STAMP)
+
+sysdeps:
+	@bash scripts/install-system-deps.sh
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+up down status doctor: $(STAMP)
+	$(PY) -m course_lib $@
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(PY) bench/stack.py
+
+clean:  ## stop the stack and remove its state (keeps the venv)
+	-$(PY) -m course_lib down
+	rm -rf .course .course-test

@@ -1,0 +1,57 @@
+"""Command line for the local stack: ``python -m course_lib up | down | status | logs | doctor``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from course_lib import stack
+from course_lib.config import StackConfig
+from course_lib.supervisor import StackError
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one stack command; print a clear message and exit 1 on a stack error."""
+    parser = argparse.ArgumentParser(prog="course", description="Manage the course's local stack.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the stack (reuses a healthy one) and wait until ready")
+    up.add_argument("--no-traffic", action="store_true", help="leave the traffic generator off")
+    up.add_argument("--timeout", type=float, default=60.0)
+    sub.add_parser("down", help="stop every process of the stack")
+    sub.add_parser("status", help="show each component's pid, address and health")
+    logs = sub.add_parser("logs", help="show the end of the components' logs")
+    logs.add_argument("component", nargs="?")
+    logs.add_argument("-n", "--lines", type=int, default=40)
+    sub.add_parser("doctor", help="diagnose binaries, ports and stale pid files")
+    args = parser.parse_args(argv)
+
+    try:
+        cfg = StackConfig.from_env()
+        if args.command == "up":
+            if args.no_traffic:
+                cfg = StackConfig(**{**cfg.__dict__, "traffic": False})
+            ready = stack.up(cfg, timeout=args.timeout, progress=print)
+            print(stack.format_status(stack.status(cfg)))
+            print(f"Prometheus:   {ready.prometheus_url}/classic/graph")
+            print(f"Alertmanager: {ready.alertmanager_url}")
+        elif args.command == "down":
+            stack.down(cfg, progress=print)
+        elif args.command == "status":
+            rows = stack.status(cfg)
+            print(stack.format_status(rows))
+            return 0 if all(r.state in ("healthy", "stopped", "disabled") for r in rows) else 1
+        elif args.command == "logs":
+            print(stack.logs(cfg, args.component, args.lines))
+        elif args.command == "doctor":
+            findings = stack.doctor(cfg)
+            for level, text in findings:
+                print(f"[{level:>5}] {text}")
+            return 1 if any(level == "error" for level, _ in findings) else 0
+    except (StackError, ValueError, KeyError) as exc:
+        print(f"course {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

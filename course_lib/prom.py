@@ -1,0 +1,96 @@
+"""PromQL to pandas: run a query against a real Prometheus and get a tidy DataFrame.
+
+>>> df = query("http://127.0.0.1:9090", 'up')                          # doctest: +SKIP
+>>> df[["job", "instance", "value"]]                                   # doctest: +SKIP
+             job        instance  value
+0     prometheus  127.0.0.1:9090    1.0
+
+Every row is one sample: one column per label, ``timestamp`` (UTC) and ``value``.
+Range queries return the same long format with one row per series per step.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+from prometheus_api_client import PrometheusApiClientException
+
+TimeLike = datetime | float | int | str
+
+
+class PromQLError(RuntimeError):
+    """Prometheus rejected a query; the message is Prometheus' own, plus the query."""
+
+
+def client(url: str):
+    """Return a prometheus-api-client connection to ``url``."""
+    from prometheus_api_client import PrometheusConnect
+
+    return PrometheusConnect(url=url, disable_ssl=True, timeout=30)
+
+
+def to_datetime(value: TimeLike) -> datetime:
+    """Turn a datetime, Unix seconds or RFC 3339 string into an aware UTC datetime."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, tz=UTC)
+    stamp = pd.Timestamp(value)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
+
+
+def query(url: str, promql: str, time: TimeLike | None = None) -> pd.DataFrame:
+    """Evaluate an instant query and return one row per series.
+
+    >>> query("http://127.0.0.1:9090", "vector(1)")["value"].tolist()   # doctest: +SKIP
+    [1.0]
+    """
+    params = {"time": to_datetime(time).timestamp()} if time is not None else None
+    try:
+        result = client(url).custom_query(promql, params=params)
+    except PrometheusApiClientException as exc:
+        raise PromQLError(f"Prometheus at {url} rejected the query {promql!r}: {exc}") from None
+    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
+        # A scalar or string result is [timestamp, "value"], not a list of series.
+        result = [{"metric": {}, "value": result}]
+    rows = [{**series["metric"], "timestamp": series["value"][0], "value": series["value"][1]}
+            for series in result]
+    return _tidy(rows)
+
+
+def query_range(url: str, promql: str, start: TimeLike, end: TimeLike,
+                step: str | float = "15s") -> pd.DataFrame:
+    """Evaluate a range query and return one row per series per step.
+
+    >>> query_range(url, "up", start=now - 600, end=now, step="30s")  # doctest: +SKIP
+    """
+    step_text = f"{step}s" if isinstance(step, int | float) else step
+    try:
+        result = client(url).custom_query_range(
+            promql, start_time=to_datetime(start), end_time=to_datetime(end), step=step_text)
+    except PrometheusApiClientException as exc:
+        raise PromQLError(f"Prometheus at {url} rejected the query {promql!r}: {exc}") from None
+    rows = [{**series["metric"], "timestamp": ts, "value": value}
+            for series in result for ts, value in series["values"]]
+    return _tidy(rows)
+
+
+def last(window: timedelta | float, end: TimeLike | None = None) -> tuple[datetime, datetime]:
+    """Return (start, end) covering the last ``window`` (seconds or timedelta) before ``end``."""
+    end_dt = to_datetime(end) if end is not None else datetime.now(tz=UTC)
+    span = window if isinstance(window, timedelta) else timedelta(seconds=window)
+    return end_dt - span, end_dt
+
+
+def _tidy(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame({"timestamp": pd.Series(dtype="datetime64[ns, UTC]"),
+                             "value": pd.Series(dtype=float)})
+    df["timestamp"] = pd.to_datetime(df["timestamp"].astype(float), unit="s", utc=True)
+    df["value"] = df["value"].astype(float)
+    labels = sorted(c for c in df.columns if c not in ("timestamp", "value"))
+    return df[[*labels, "timestamp", "value"]].sort_values([*labels, "timestamp"]).reset_index(
+        drop=True)

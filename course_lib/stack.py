@@ -1,0 +1,581 @@
+"""The course's local monitoring stack: real Prometheus, Alertmanager, Pushgateway and friends.
+
+From a notebook:
+
+>>> from course_lib.stack import ensure_running
+>>> stack = ensure_running()                    # doctest: +SKIP
+>>> stack.query("up")[["job", "value"]]         # doctest: +SKIP
+
+From a shell: ``python -m course_lib up | down | status | logs | doctor``.
+
+Each component is one process with one port (or none), described by a
+``Component`` entry in ``COMPONENTS``; adding a component is adding an entry.
+When ``COURSE_PROMETHEUS_URL`` is set (e.g. to a docker compose stack) nothing is
+started and the URLs from the environment are used.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+
+from course_lib import supervisor
+from course_lib.config import DEFAULT_PORTS, HOST, StackConfig, port_env_var
+from course_lib.supervisor import (
+    ConfigError,
+    NotReadyError,
+    PortInUseError,
+    StackError,
+)
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+# --- components -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Component:
+    """One process of the stack: how to find, configure, start and health-check it."""
+
+    name: str
+    argv: Callable[[StackConfig, str], list[str]]  # (config, resolved binary) -> command line
+    binaries: tuple[str, ...] = ()                 # alternatives on PATH; () = runs on Python
+    health_path: str | None = "/-/ready"           # HTTP readiness path; None = TCP connect
+    has_port: bool = True
+    job: str | None = None                         # scrape job that must report up == 1
+    prepare: Callable[[StackConfig, str], Path | None] | None = None  # render + validate config
+    enabled: Callable[[StackConfig], bool] = lambda cfg: True
+    reloadable: bool = False                        # SIGHUP reloads a changed config
+
+    def port(self, cfg: StackConfig) -> int | None:
+        return cfg.port(self.name) if self.has_port else None
+
+    def pid_file(self, cfg: StackConfig) -> Path:
+        return cfg.pid_dir / f"{self.name}.pid"
+
+    def log_file(self, cfg: StackConfig) -> Path:
+        return cfg.log_dir / f"{self.name}.log"
+
+    def health_url(self, cfg: StackConfig) -> str | None:
+        if not self.has_port or self.health_path is None:
+            return None
+        return f"http://{cfg.address(self.name)}{self.health_path}"
+
+
+def _render(source_dir: Path, target_dir: Path, cfg: StackConfig) -> None:
+    """Copy a monitoring/ config folder, moving every default address to this stack's port."""
+    for src in sorted(source_dir.rglob("*")):
+        if src.is_dir():
+            continue
+        text = src.read_text()
+        for name, default in DEFAULT_PORTS.items():
+            text = text.replace(f"{HOST}:{default}", f"{HOST}:{cfg.port(name)}")
+        dest = target_dir / src.relative_to(source_dir)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _write_if_changed(dest, text)
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+def _validate(argv: list[str], what: str, path: Path) -> None:
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        raise ConfigError(f"{what} rejected {path}:\n{(out.stdout + out.stderr).strip()}\n"
+                          f"Fix the file it names (the source is under monitoring/) and retry.")
+
+
+def _prepare_prometheus(cfg: StackConfig, _binary: str) -> Path:
+    target = cfg.config_dir / "prometheus"
+    _render(cfg.monitoring_dir / "prometheus", target, cfg)
+    config_file = target / "prometheus.yml"
+    # Drop scrape jobs of components this stack does not run, so `up` stays honest.
+    config = yaml.safe_load(config_file.read_text())
+    disabled_jobs = {c.job for c in COMPONENTS if c.job and not c.enabled(cfg)}
+    config["scrape_configs"] = [s for s in config.get("scrape_configs", [])
+                                if s["job_name"] not in disabled_jobs]
+    _write_if_changed(config_file, "# Generated from monitoring/prometheus by course_lib.stack; "
+                      "edit the source.\n" + yaml.safe_dump(config, sort_keys=False))
+    promtool = supervisor.find_binary(["promtool"])
+    if promtool is None:
+        raise supervisor.MissingBinaryError(
+            "promtool not found (it ships with Prometheus). Install it with:\n    "
+            + supervisor.install_command(["promtool"]))
+    _validate([promtool, "check", "config", str(config_file)], "promtool check config",
+              config_file)
+    return config_file
+
+
+def _prepare_alertmanager(cfg: StackConfig, _binary: str) -> Path:
+    target = cfg.config_dir / "alertmanager"
+    _render(cfg.monitoring_dir / "alertmanager", target, cfg)
+    config_file = target / "alertmanager.yml"
+    amtool = supervisor.find_binary(["amtool"])
+    if amtool is None:
+        raise supervisor.MissingBinaryError(
+            "amtool not found (it ships with Alertmanager). Install it with:\n    "
+            + supervisor.install_command(["amtool"]))
+    _validate([amtool, "check-config", str(config_file)], "amtool check-config", config_file)
+    return config_file
+
+
+def _prometheus_argv(cfg: StackConfig, binary: str) -> list[str]:
+    return [
+        binary,
+        f"--config.file={cfg.config_dir / 'prometheus' / 'prometheus.yml'}",
+        f"--storage.tsdb.path={cfg.data_dir / 'prometheus'}",
+        "--storage.tsdb.retention.time=30d",
+        f"--web.listen-address={cfg.address('prometheus')}",
+        # The default 1m delays the first notification after a start or reload by a minute.
+        "--rules.alert.resend-delay=1s",
+    ]
+
+
+COMPONENTS: list[Component] = [
+    Component(
+        name="smtp-sink",
+        argv=lambda cfg, py: [py, "-m", "course_lib.sinks", "smtp", "--host", HOST,
+                              "--port", str(cfg.port("smtp-sink")), "--out", str(cfg.sink_dir)],
+        health_path=None,
+    ),
+    Component(
+        name="webhook-sink",
+        argv=lambda cfg, py: [py, "-m", "course_lib.sinks", "webhook", "--host", HOST,
+                              "--port", str(cfg.port("webhook-sink")), "--out", str(cfg.sink_dir)],
+        health_path="/healthz",
+    ),
+    Component(
+        name="alertmanager",
+        binaries=("prometheus-alertmanager", "alertmanager"),
+        argv=lambda cfg, bin: [
+            bin, f"--config.file={cfg.config_dir / 'alertmanager' / 'alertmanager.yml'}",
+            f"--storage.path={cfg.data_dir / 'alertmanager'}",
+            f"--web.listen-address={cfg.address('alertmanager')}",
+            "--cluster.listen-address=",  # a single instance: no gossip port
+        ],
+        job="alertmanager",
+        prepare=_prepare_alertmanager,
+        reloadable=True,
+    ),
+    Component(
+        name="pushgateway",
+        binaries=("prometheus-pushgateway", "pushgateway"),
+        argv=lambda cfg, bin: [bin, f"--web.listen-address={cfg.address('pushgateway')}"],
+        job="pushgateway",
+    ),
+    Component(
+        name="service",
+        argv=lambda cfg, py: [py, "-m", "course_lib.service", "--host", HOST,
+                              "--port", str(cfg.port("service")),
+                              "--data-dir", str(cfg.data_dir / "service")],
+        health_path="/healthz",
+        job="vrewcraft-backend",
+        enabled=lambda cfg: cfg.service,
+    ),
+    Component(
+        name="prometheus",
+        binaries=("prometheus",),
+        argv=_prometheus_argv,
+        job="prometheus",
+        prepare=_prepare_prometheus,
+        reloadable=True,
+    ),
+    Component(
+        name="traffic",
+        argv=lambda cfg, py: [py, "-m", "course_lib.traffic", "--target", cfg.url("service"),
+                              "--rate", str(cfg.traffic_rate), "--duration", "0", "--quiet"],
+        has_port=False,
+        health_path=None,
+        enabled=lambda cfg: cfg.service and cfg.traffic,
+    ),
+]
+
+
+def component(name: str) -> Component:
+    """Return the component called ``name``."""
+    for comp in COMPONENTS:
+        if comp.name == name:
+            return comp
+    raise KeyError(f"No stack component {name!r}; choose one of "
+                   + ", ".join(c.name for c in COMPONENTS))
+
+
+def _resolve_binary(comp: Component) -> str:
+    # Python components run on this interpreter, so they always find course_lib.
+    return sys.executable if not comp.binaries else (supervisor.find_binary(comp.binaries) or "")
+
+
+# --- the Stack handle -------------------------------------------------------------------------
+
+@dataclass
+class Stack:
+    """URLs and ready clients of a running stack.
+
+    >>> stack = ensure_running()                                   # doctest: +SKIP
+    >>> stack.query('up{job="prometheus"}')["value"].tolist()      # doctest: +SKIP
+    [1.0]
+    """
+
+    config: StackConfig
+    started: list[str] = field(default_factory=list)
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.config.url("prometheus")
+
+    @property
+    def alertmanager_url(self) -> str:
+        return self.config.url("alertmanager")
+
+    @property
+    def pushgateway_url(self) -> str:
+        return self.config.url("pushgateway")
+
+    @property
+    def service_url(self) -> str:
+        return self.config.url("service")
+
+    @cached_property
+    def prom(self):
+        """A prometheus-api-client ``PrometheusConnect`` for this stack."""
+        from course_lib import prom
+
+        return prom.client(self.prometheus_url)
+
+    def query(self, promql: str, time: float | None = None):
+        """Evaluate an instant query; return a DataFrame (labels, timestamp, value)."""
+        from course_lib import prom
+
+        return prom.query(self.prometheus_url, promql, time=time)
+
+    def query_range(self, promql: str, start, end, step: str | float = "5s"):
+        """Evaluate a range query; return a long DataFrame (labels, timestamp, value)."""
+        from course_lib import prom
+
+        return prom.query_range(self.prometheus_url, promql, start, end, step)
+
+    def wait_for(self, promql: str, predicate: Callable = lambda df: not df.empty,
+                 timeout: float = 30.0, interval: float = 0.5):
+        """Poll ``promql`` until ``predicate(df)`` holds; return that DataFrame.
+
+        >>> stack.wait_for('up{job="pushgateway"} == 1')           # doctest: +SKIP
+        """
+        from course_lib import prom
+
+        deadline = time.monotonic() + timeout
+        while True:
+            df = prom.query(self.prometheus_url, promql)
+            if predicate(df):
+                return df
+            if time.monotonic() >= deadline:
+                raise NotReadyError(f"{promql!r} did not reach the expected state within "
+                                    f"{timeout:.0f}s; last result:\n{df.to_string()}")
+            time.sleep(interval)
+
+    def reload(self, name: str = "prometheus") -> None:
+        """Re-render ``name``'s configuration from monitoring/ and make it reload (SIGHUP)."""
+        if self.config.external:
+            raise StackError(f"{name} is external ({self.prometheus_url}); reload it yourself.")
+        comp = component(name)
+        comp.prepare(self.config, _resolve_binary(comp))
+        record = supervisor.read_pid(comp.pid_file(self.config))
+        proc = record.process() if record else None
+        if proc is None:
+            raise StackError(f"{name} is not running; start the stack with `make up`.")
+        proc.send_signal(signal.SIGHUP)
+
+
+# --- up / down / status -----------------------------------------------------------------------
+
+def _enabled(cfg: StackConfig, names: Iterable[str] | None = None) -> list[Component]:
+    wanted = set(names) if names is not None else None
+    return [c for c in COMPONENTS if c.enabled(cfg) and (wanted is None or c.name in wanted)]
+
+
+def _healthy(comp: Component, cfg: StackConfig) -> bool:
+    url = comp.health_url(cfg)
+    if url:
+        return supervisor.http_ok(url)
+    if comp.has_port:
+        return supervisor.tcp_ok(comp.port(cfg))
+    return True  # no port: alive is healthy
+
+
+def up(cfg: StackConfig | None = None, timeout: float = 60.0,
+       progress: Progress = _quiet) -> Stack:
+    """Start every enabled component (reusing healthy ones) and wait until all targets are up."""
+    cfg = cfg or StackConfig.from_env()
+    if cfg.external:
+        return _use_external(cfg, progress)
+    t0 = time.monotonic()
+    comps = _enabled(cfg)
+    binaries = supervisor.require_binaries({c.name: c.binaries for c in comps if c.binaries})
+    for d in (cfg.log_dir, cfg.pid_dir, cfg.config_dir, cfg.data_dir, cfg.sink_dir):
+        d.mkdir(parents=True, exist_ok=True)
+
+    to_start: list[Component] = []
+    for comp in comps:
+        record = supervisor.read_pid(comp.pid_file(cfg))
+        proc = record.process() if record else None
+        if proc is not None:
+            continue  # running: reused below once it answers its health check
+        stale = record is not None or comp.pid_file(cfg).exists()
+        if stale:
+            progress(f"{comp.name}: removing stale pid file (pid {record.pid if record else '?'} "
+                     "is gone)")
+            comp.pid_file(cfg).unlink(missing_ok=True)
+        if comp.has_port and not supervisor.poll(
+                lambda port=comp.port(cfg): supervisor.port_is_free(port),
+                # a process that just died may hold its port for a moment
+                timeout=2.0 if stale else 0.0):
+            raise supervisor.port_in_use_error(comp.name, comp.port(cfg), port_env_var(comp.name))
+        to_start.append(comp)
+
+    for comp in comps:
+        if comp.prepare is None:
+            continue
+        config_file = comp.prepare(cfg, binaries.get(comp.name, sys.executable))
+        if comp not in to_start and comp.reloadable:
+            _reload_if_changed(comp, cfg, config_file)
+
+    procs: dict[str, subprocess.Popen] = {}
+    for comp in to_start:
+        argv = comp.argv(cfg, binaries.get(comp.name, sys.executable))
+        procs[comp.name] = supervisor.start_process(argv, comp.log_file(cfg),
+                                                    cwd=cfg.state_dir)
+        supervisor.write_pid(comp.pid_file(cfg), procs[comp.name])
+        progress(f"{comp.name}: started pid {procs[comp.name].pid}"
+                 + (f" on {cfg.address(comp.name)}" if comp.has_port else ""))
+
+    for comp in comps:
+        _wait_healthy(comp, cfg, procs.get(comp.name), timeout, progress)
+
+    # A scrape only counts if it happened after both Prometheus and the target started:
+    # samples left in the TSDB by an earlier run must not pass for a fresh scrape.
+    jobs = {c.job: _start_time(c, cfg) for c in comps if c.job}
+    if jobs:
+        prometheus_start = _start_time(component("prometheus"), cfg)
+        jobs = {job: max(start, prometheus_start) for job, start in jobs.items()}
+        _wait_for_targets(cfg, jobs, timeout, progress)
+    progress(f"stack ready in {time.monotonic() - t0:.1f}s: {cfg.url('prometheus')}")
+    return Stack(cfg, started=[c.name for c in to_start])
+
+
+def _reload_if_changed(comp: Component, cfg: StackConfig, config_file: Path | None) -> None:
+    record = supervisor.read_pid(comp.pid_file(cfg))
+    proc = record.process() if record else None
+    if proc is None or config_file is None:
+        return
+    if config_file.stat().st_mtime > proc.create_time():
+        proc.send_signal(signal.SIGHUP)
+
+
+def _wait_healthy(comp: Component, cfg: StackConfig, popen: subprocess.Popen | None,
+                  timeout: float, progress: Progress) -> None:
+    record = supervisor.read_pid(comp.pid_file(cfg))
+
+    def alive() -> bool:
+        if popen is not None:
+            return popen.poll() is None
+        return record is not None and record.process() is not None
+
+    if supervisor.poll(lambda: _healthy(comp, cfg), timeout, alive=alive) and alive():
+        return
+    tail = supervisor.log_tail(comp.log_file(cfg))
+    if not alive():
+        code = popen.poll() if popen is not None else None
+        status = f"exited with code {code}" if code is not None else "is not running"
+        raise NotReadyError(f"{comp.name} {status} while starting. Last lines of "
+                            f"{comp.log_file(cfg)}:\n{tail}")
+    raise NotReadyError(f"{comp.name} did not become ready within {timeout:.0f}s "
+                        f"({comp.health_url(cfg) or 'port ' + str(comp.port(cfg))}). "
+                        f"Last lines of {comp.log_file(cfg)}:\n{tail}")
+
+
+def _start_time(comp: Component, cfg: StackConfig) -> float:
+    record = supervisor.read_pid(comp.pid_file(cfg))
+    return record.create_time if record else 0.0
+
+
+def _wait_for_targets(cfg: StackConfig, jobs: dict[str, float], timeout: float,
+                      progress: Progress) -> None:
+    """Poll until every scrape job has reported up == 1 in a scrape after its given start time."""
+    from course_lib import prom
+
+    pending = set(jobs)
+    deadline = time.monotonic() + timeout
+    while pending:
+        try:
+            df = prom.query(cfg.url("prometheus"), "timestamp(up == 1)")
+        except prom.PromQLError:
+            df = None
+        if df is not None and "job" in df:
+            pending -= {job for job, ts in zip(df["job"], df["value"], strict=True)
+                        if ts >= jobs.get(job, float("inf"))}
+        if not pending:
+            break
+        if time.monotonic() >= deadline:
+            raise NotReadyError(
+                f"Prometheus has not scraped {', '.join(sorted(pending))} successfully within "
+                f"{timeout:.0f}s. Target errors: {_target_errors(cfg)}. "
+                f"See {cfg.url('prometheus')}/classic/targets and `python -m course_lib logs`.")
+        time.sleep(0.2)
+    progress("first scrape done: every target reports up == 1")
+
+
+def _target_errors(cfg: StackConfig) -> str:
+    import requests
+
+    try:
+        targets = requests.get(f"{cfg.url('prometheus')}/api/v1/targets", timeout=2).json()
+    except (requests.RequestException, ValueError) as exc:
+        return f"(could not read targets: {exc})"
+    errors = [f"{t['labels'].get('job')}: {t.get('lastError') or t.get('health')}"
+              for t in targets["data"]["activeTargets"] if t.get("health") != "up"]
+    return "; ".join(errors) or "none reported yet"
+
+
+def _use_external(cfg: StackConfig, progress: Progress) -> Stack:
+    url = cfg.url("prometheus")
+    if not supervisor.poll(lambda: supervisor.http_ok(f"{url}/-/ready"), timeout=10):
+        raise NotReadyError(f"COURSE_PROMETHEUS_URL={url} does not answer {url}/-/ready. "
+                            "Start that stack (e.g. `docker compose up -d`) or unset the variable "
+                            "to use the local one.")
+    progress(f"using the external stack at {url}; starting nothing")
+    return Stack(cfg)
+
+
+def down(cfg: StackConfig | None = None, progress: Progress = _quiet) -> list[str]:
+    """Stop every component this state directory started; return the names stopped."""
+    cfg = cfg or StackConfig.from_env()
+    records = {}
+    for comp in COMPONENTS:
+        record = supervisor.read_pid(comp.pid_file(cfg))
+        if record is not None:
+            records[comp.name] = record
+    stopped = supervisor.stop_processes(list(records.values()))
+    for comp in COMPONENTS:
+        comp.pid_file(cfg).unlink(missing_ok=True)
+    names = [name for name, r in records.items() if r.pid in stopped]
+    progress("stopped " + (", ".join(names) if names else "nothing (no component was running)"))
+    return names
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    """One line of `status`."""
+
+    name: str
+    state: str          # healthy | starting | dead | stopped | disabled
+    pid: int | None
+    address: str | None
+    detail: str = ""
+
+
+def status(cfg: StackConfig | None = None) -> list[ComponentStatus]:
+    """Report every component: pid, address and health."""
+    cfg = cfg or StackConfig.from_env()
+    rows = []
+    for comp in COMPONENTS:
+        address = cfg.address(comp.name) if comp.has_port else None
+        if not comp.enabled(cfg):
+            rows.append(ComponentStatus(comp.name, "disabled", None, address))
+            continue
+        record = supervisor.read_pid(comp.pid_file(cfg))
+        if record is None:
+            rows.append(ComponentStatus(comp.name, "stopped", None, address))
+            continue
+        if record.process() is None:
+            tail = supervisor.log_tail(comp.log_file(cfg), lines=3).replace("\n", " | ")
+            rows.append(ComponentStatus(comp.name, "dead", record.pid, address,
+                                        f"process exited; last log: {tail}"))
+            continue
+        state = "healthy" if _healthy(comp, cfg) else "starting"
+        rows.append(ComponentStatus(comp.name, state, record.pid, address))
+    return rows
+
+
+def format_status(rows: list[ComponentStatus]) -> str:
+    """Render status rows as an aligned table."""
+    lines = [f"{'component':<14}{'state':<10}{'pid':<9}{'address':<17}detail"]
+    for r in rows:
+        pid = str(r.pid or "-")
+        lines.append(f"{r.name:<14}{r.state:<10}{pid:<9}{r.address or '-':<17}{r.detail}")
+    return "\n".join(lines)
+
+
+def logs(cfg: StackConfig | None = None, name: str | None = None, lines: int = 40) -> str:
+    """Return the last ``lines`` log lines of one component, or of all."""
+    cfg = cfg or StackConfig.from_env()
+    comps = [component(name)] if name else COMPONENTS
+    parts = []
+    for comp in comps:
+        tail = supervisor.log_tail(comp.log_file(cfg), lines)
+        parts.append(f"--- {comp.name} ({comp.log_file(cfg)}) ---\n{tail or '(no log yet)'}")
+    return "\n".join(parts)
+
+
+def doctor(cfg: StackConfig | None = None) -> list[tuple[str, str]]:
+    """Diagnose the machine: binaries and versions, ports, stale pid files. Return (level, text)."""
+    cfg = cfg or StackConfig.from_env()
+    findings = [("ok", f"python {sys.version.split()[0]} at {sys.executable}"),
+                ("ok", f"state directory {cfg.state_dir}")]
+    if cfg.external:
+        findings.append(("ok", f"external mode: Prometheus at {cfg.url('prometheus')}"))
+    tools = {"prometheus": ("prometheus",), "promtool": ("promtool",),
+             "alertmanager": ("prometheus-alertmanager", "alertmanager"),
+             "amtool": ("amtool",), "pushgateway": ("prometheus-pushgateway", "pushgateway"),
+             "ffmpeg": ("ffmpeg",), "ffprobe": ("ffprobe",)}
+    for name, candidates in tools.items():
+        path = supervisor.find_binary(candidates)
+        if path:
+            findings.append(("ok", f"{name}: {path} — {supervisor.binary_version(path)}"))
+        else:
+            findings.append(("error", f"{name}: not found. Install: "
+                             + supervisor.install_command([candidates[0]])))
+    for comp in _enabled(cfg):
+        record = supervisor.read_pid(comp.pid_file(cfg))
+        proc = record.process() if record else None
+        if comp.pid_file(cfg).exists() and proc is None:
+            findings.append(("warn", f"{comp.name}: stale pid file {comp.pid_file(cfg)} "
+                             "(process gone); `up` will remove it"))
+        if not comp.has_port:
+            continue
+        port = comp.port(cfg)
+        if supervisor.port_is_free(port):
+            findings.append(("ok", f"{comp.name}: port {port} is free"))
+        elif proc is not None:
+            findings.append(("ok", f"{comp.name}: port {port} held by this stack (pid {proc.pid})"))
+        else:
+            findings.append(("error", str(supervisor.port_in_use_error(
+                comp.name, port, port_env_var(comp.name)))))
+    return findings
+
+
+def ensure_running(cfg: StackConfig | None = None, progress: Progress = print) -> Stack:
+    """Return a ready Stack, starting (or reusing) the local one; safe to call on every re-run.
+
+    >>> stack = ensure_running()          # doctest: +SKIP
+    >>> stack.prometheus_url              # doctest: +SKIP
+    'http://127.0.0.1:9090'
+    """
+    return up(cfg or StackConfig.from_env(), progress=progress)
+
+
+__all__ = ["COMPONENTS", "Component", "ComponentStatus", "ConfigError", "NotReadyError",
+           "PortInUseError", "Stack", "StackError", "doctor", "down", "ensure_running",
+           "format_status", "logs", "status", "up"]
