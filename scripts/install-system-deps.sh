@@ -14,12 +14,14 @@ declare -A DEBIAN_PACKAGE=(
   [ffmpeg]=ffmpeg
   [ffprobe]=ffmpeg
   [redis-server]=redis-server
+  [docker-compose]=docker-compose
 )
 declare -A BREW_PACKAGE=(
   [prometheus]=prometheus [promtool]=prometheus
   [prometheus-alertmanager|alertmanager]=alertmanager [amtool]=alertmanager
   [prometheus-pushgateway|pushgateway]=pushgateway
   [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [redis-server]=redis
+  [docker-compose]=docker-compose
 )
 
 have() {  # have "a|b" -> true when any alternative is on PATH
