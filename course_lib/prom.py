@@ -12,8 +12,10 @@ Range queries return the same long format with one row per series per step.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
+import requests
 from prometheus_api_client import PrometheusApiClientException
 
 TimeLike = datetime | float | int | str
@@ -21,6 +23,10 @@ TimeLike = datetime | float | int | str
 
 class PromQLError(RuntimeError):
     """Prometheus rejected a query; the message is Prometheus' own, plus the query."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail or message  # Prometheus' words alone, e.g. "bad_data: parse error…"
 
 
 def client(url: str):
@@ -41,19 +47,43 @@ def to_datetime(value: TimeLike) -> datetime:
     return stamp.to_pydatetime()
 
 
+class PrometheusUnreachable(PromQLError):
+    """Nothing answered like Prometheus at the URL (not started, wrong port, crashed)."""
+
+
+def query_raw(url: str, promql: str, time: TimeLike | None = None) -> tuple[str, Any]:
+    """Evaluate an instant query; return (resultType, result) exactly as the HTTP API sends them.
+
+    >>> query_raw("http://127.0.0.1:9090", "1 + 1")                  # doctest: +SKIP
+    ('scalar', [1795000000.0, '2'])
+    """
+    params = {"query": promql}
+    if time is not None:
+        params["time"] = to_datetime(time).timestamp()
+    try:
+        resp = requests.get(f"{url}/api/v1/query", params=params, timeout=30)
+        body = resp.json()
+    except requests.RequestException as exc:
+        raise PrometheusUnreachable(
+            f"Prometheus at {url} is not reachable ({type(exc).__name__}): start the stack "
+            "(`make lab`, or run the notebook's stack check cell) and try again.") from None
+    except ValueError:
+        raise PrometheusUnreachable(f"{url} did not answer like Prometheus "
+                                    f"(HTTP {resp.status_code}).") from None
+    if body.get("status") != "success":
+        detail = f"{body.get('errorType', 'error')}: {body.get('error')}"
+        raise PromQLError(f"Prometheus at {url} rejected the query {promql!r}: {detail}", detail)
+    return body["data"]["resultType"], body["data"]["result"]
+
+
 def query(url: str, promql: str, time: TimeLike | None = None) -> pd.DataFrame:
     """Evaluate an instant query and return one row per series.
 
     >>> query("http://127.0.0.1:9090", "vector(1)")["value"].tolist()   # doctest: +SKIP
     [1.0]
     """
-    params = {"time": to_datetime(time).timestamp()} if time is not None else None
-    try:
-        result = client(url).custom_query(promql, params=params)
-    except PrometheusApiClientException as exc:
-        raise PromQLError(f"Prometheus at {url} rejected the query {promql!r}: {exc}") from None
-    if isinstance(result, list) and len(result) == 2 and not isinstance(result[0], dict):
-        # A scalar or string result is [timestamp, "value"], not a list of series.
+    result_type, result = query_raw(url, promql, time)
+    if result_type in ("scalar", "string"):
         result = [{"metric": {}, "value": result}]
     rows = [{**series["metric"], "timestamp": series["value"][0], "value": series["value"][1]}
             for series in result]

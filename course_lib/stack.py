@@ -338,11 +338,12 @@ def up(cfg: StackConfig | None = None, timeout: float = 60.0,
             progress(f"{comp.name}: removing stale pid file (pid {record.pid if record else '?'} "
                      "is gone)")
             comp.pid_file(cfg).unlink(missing_ok=True)
-        if comp.has_port and not supervisor.poll(
-                lambda port=comp.port(cfg): supervisor.port_is_free(port),
-                # a process that just died may hold its port for a moment
-                timeout=2.0 if stale else 0.0):
-            raise supervisor.port_in_use_error(comp.name, comp.port(cfg), port_env_var(comp.name))
+        if comp.has_port:
+            port = comp.port(cfg)
+            # A process that just died may hold its port for a moment.
+            if not supervisor.poll(lambda: supervisor.port_is_free(port),  # noqa: B023
+                                   timeout=2.0 if stale else 0.0):
+                raise supervisor.port_in_use_error(comp.name, port, port_env_var(comp.name))
         to_start.append(comp)
 
     for comp in comps:

@@ -44,21 +44,15 @@ def eval_time(at: float | str | datetime | None) -> float:
 
 def instant(url: str, promql: str, at: float) -> tuple[str, Any]:
     """Evaluate ``promql`` at ``at``; return (resultType, result) as Prometheus sends them."""
+    from course_lib import prom
+
     try:
-        resp = requests.get(f"{url}/api/v1/query", params={"query": promql, "time": at},
-                            timeout=TIMEOUT)
-    except requests.RequestException as exc:
-        raise ExerciseSetupError(
-            f"Prometheus at {url} is not reachable ({type(exc).__name__}) — run the stack "
-            f"check cell at the top of the notebook (or `make lab`) and try again.") from None
-    try:
-        body = resp.json()
-    except ValueError:
-        raise ExerciseSetupError(f"{url} did not answer like Prometheus (HTTP {resp.status_code})"
-                                 ) from None
-    if body.get("status") != "success":
-        raise QueryRejected(body.get("error") or f"HTTP {resp.status_code}")
-    return body["data"]["resultType"], body["data"]["result"]
+        return prom.query_raw(url, promql, at)
+    except prom.PrometheusUnreachable as exc:
+        raise ExerciseSetupError(str(exc)) from None
+    except prom.PromQLError as exc:
+        # Keep only Prometheus' own words: the learner knows which query they wrote.
+        raise QueryRejected(exc.detail) from None
 
 
 def scrape_interval(url: str) -> float:
