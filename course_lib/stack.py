@@ -58,6 +58,7 @@ class Component:
     prepare: Callable[[StackConfig, str], Path | None] | None = None  # render + validate config
     enabled: Callable[[StackConfig], bool] = lambda cfg: True
     reloadable: bool = False                        # SIGHUP reloads a changed config
+    after: tuple[str, ...] = ()                     # components that must be healthy first
 
     def port(self, cfg: StackConfig) -> int | None:
         return cfg.port(self.name) if self.has_port else None
@@ -201,6 +202,7 @@ COMPONENTS: list[Component] = [
         has_port=False,
         health_path=None,
         enabled=lambda cfg: cfg.service and cfg.traffic,
+        after=("service",),
     ),
 ]
 
@@ -354,7 +356,12 @@ def up(cfg: StackConfig | None = None, timeout: float = 60.0,
             _reload_if_changed(comp, cfg, config_file)
 
     procs: dict[str, subprocess.Popen] = {}
+    waited: set[str] = set()
     for comp in to_start:
+        for dep in comp.after:
+            if dep not in waited and any(c.name == dep for c in comps):
+                _wait_healthy(component(dep), cfg, procs.get(dep), timeout, progress)
+                waited.add(dep)
         argv = comp.argv(cfg, binaries.get(comp.name, sys.executable))
         procs[comp.name] = supervisor.start_process(argv, comp.log_file(cfg),
                                                     cwd=cfg.state_dir)
@@ -363,7 +370,8 @@ def up(cfg: StackConfig | None = None, timeout: float = 60.0,
                  + (f" on {cfg.address(comp.name)}" if comp.has_port else ""))
 
     for comp in comps:
-        _wait_healthy(comp, cfg, procs.get(comp.name), timeout, progress)
+        if comp.name not in waited:
+            _wait_healthy(comp, cfg, procs.get(comp.name), timeout, progress)
 
     # A scrape only counts if it happened after both Prometheus and the target started:
     # samples left in the TSDB by an earlier run must not pass for a fresh scrape.

@@ -300,3 +300,20 @@ def test_doctor_flags_a_port_held_by_another_program(scratch_cfg):
 
 def test_python_components_run_on_this_interpreter():
     assert stack_mod._resolve_binary(stack_mod.component("smtp-sink")) == sys.executable
+
+
+def test_dependent_component_starts_after_its_dependency_is_healthy(scratch_cfg, monkeypatch):
+    # "web" needs a second to listen; "crasher" exits at once unless web already answers.
+    slow_web = Component(name="web", health_path="/", argv=lambda cfg, py: [
+        py, "-c", "import time, http.server as h; time.sleep(1); h.ThreadingHTTPServer("
+        f"('127.0.0.1', {cfg.port('web')}), h.SimpleHTTPRequestHandler).serve_forever()"])
+    client = Component(name="crasher", has_port=False, health_path=None, after=("web",),
+                       argv=lambda cfg, py: [
+                           py, "-c", "import time, urllib.request; urllib.request.urlopen("
+                           f"'http://127.0.0.1:{cfg.port('web')}/', timeout=2); time.sleep(60)"])
+    monkeypatch.setattr(stack_mod, "COMPONENTS", [slow_web, client])
+    try:
+        assert stack_mod.up(scratch_cfg, timeout=10).started == ["web", "crasher"]
+        assert [r.state for r in stack_mod.status(scratch_cfg)] == ["healthy", "healthy"]
+    finally:
+        stack_mod.down(scratch_cfg)
