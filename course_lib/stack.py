@@ -322,7 +322,7 @@ def up(cfg: StackConfig | None = None, timeout: float = 60.0,
     """Start every enabled component (reusing healthy ones) and wait until all targets are up."""
     cfg = cfg or StackConfig.from_env()
     if cfg.external:
-        return _use_external(cfg, progress)
+        return _use_external(cfg, min(timeout, 10.0), progress)
     t0 = time.monotonic()
     comps = _enabled(cfg)
     binaries = supervisor.require_binaries({c.name: c.binaries for c in comps if c.binaries})
@@ -458,9 +458,9 @@ def _target_errors(cfg: StackConfig) -> str:
     return "; ".join(errors) or "none reported yet"
 
 
-def _use_external(cfg: StackConfig, progress: Progress) -> Stack:
+def _use_external(cfg: StackConfig, timeout: float, progress: Progress) -> Stack:
     url = cfg.url("prometheus")
-    if not supervisor.poll(lambda: supervisor.http_ok(f"{url}/-/ready"), timeout=10):
+    if not supervisor.poll(lambda: supervisor.http_ok(f"{url}/-/ready"), timeout=timeout):
         raise NotReadyError(f"COURSE_PROMETHEUS_URL={url} does not answer {url}/-/ready. "
                             "Start that stack (e.g. `docker compose up -d`) or unset the variable "
                             "to use the local one.")

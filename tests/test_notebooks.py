@@ -53,3 +53,181 @@ def test_notebook_runs_with_solutions(path: Path, stack, tmp_path):
         execution_timeout=300,
     )
     print(f"{path.name}: {time.monotonic() - t0:.1f}s")
+
+
+# --- without solutions: the first exercise stops the run and shows its hint ---------------------
+
+CHECK_CALL = re.compile(r"""^check\(\s*["']([^"']+)["']""", re.M)
+
+
+def _first_exercise(path: Path) -> tuple[str, str]:
+    """Return (exercise id, cell source) of the first cell that calls check(...)."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and (match := CHECK_CALL.search(cell.source)):
+            return match.group(1), cell.source
+    raise AssertionError(f"{path.name}: no exercise (a cell calling check(...))")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_notebook_has_three_exercises_that_follow_the_pattern(path: Path):
+    from course_lib.exercises import get
+
+    nb = nbformat.read(path, as_version=4)
+    cells = [c.source for c in nb.cells if c.cell_type == "code" and CHECK_CALL.search(c.source)]
+    assert len(cells) >= 3, f"{path.name}: {len(cells)} exercises, want 3 or more"
+    for source in cells:
+        exercise_id = CHECK_CALL.search(source).group(1)
+        get(exercise_id)  # registered in a catalog
+        assert "answer = BLANK" in source and f'solution("{exercise_id}"' in source, source
+        assert source.rstrip().splitlines()[-1].startswith("check("), \
+            f"{path.name}: check(...) must be the last line of the cell of {exercise_id}"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_without_solutions_stops_at_the_first_exercise(path: Path, stack, tmp_path):
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    from course_lib.exercises import get
+
+    exercise_id, source = _first_exercise(path)
+    with pytest.raises(PapermillExecutionError) as info:
+        papermill.execute_notebook(
+            str(path), str(tmp_path / path.name), parameters={"SOLUTIONS": False},
+            cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False,
+            execution_timeout=300,
+        )
+    err = info.value
+    assert err.ename == "ExerciseNotAnswered", (err.ename, err.evalue)
+    assert err.source.strip() == source.strip(), "stopped somewhere else than the first exercise"
+    assert exercise_id in err.evalue and "replace BLANK" in err.evalue
+    nudge = get(exercise_id).nudge
+    assert nudge and nudge in err.evalue, err.evalue
+
+
+# --- the notebooks' own exercises reject typical wrong answers -----------------------------------
+
+def test_01_metric_types_rejects_wrong_classifications():
+    from course_lib.exercises import ExerciseFailed, get, solution
+
+    exercise = get("01.metric_types")
+    right = solution("01.metric_types")
+    assert exercise.check(right).ok
+    assert exercise.check({k: v.upper() for k, v in right.items()}).ok  # case doesn't matter
+    wrong = [
+        ({**right, "vrewcraft_thumbnail_duration_seconds": "summary"}, "can't"),
+        ({**right, "vrewcraft_ffmpeg_jobs_active": "counter"}, "up and down"),
+        ({**right, "vrewcraft_http_requests_total": "gauge"}, "_total"),
+        ({**right, "vrewcraft_memory_usage_bytes": "metre"}, "not a metric type"),
+        ({"vrewcraft_http_requests_total": "counter"}, "missing"),
+        ("counter", "dict"),
+    ]
+    for answer, expected in wrong:
+        with pytest.raises(ExerciseFailed, match=expected):
+            exercise.check(answer)
+
+
+def _bad_jobs():
+    """Typical wrong run_job answers and a phrase of the hint each should get."""
+    def leaks(metrics, operation, work):          # the seed: all bookkeeping on success only
+        metrics.ffmpeg_jobs_active.inc()
+        result = work()
+        metrics.ffmpeg_duration.labels(operation=operation).observe(0.1)
+        metrics.ffmpeg_jobs_active.dec()
+        return result
+
+    def swallows(metrics, operation, work):
+        metrics.ffmpeg_jobs_active.inc()
+        try:
+            return work()
+        except Exception:
+            metrics.ffmpeg_errors.labels(operation=operation).inc()
+        finally:
+            metrics.ffmpeg_duration.labels(operation=operation).observe(0.1)
+            metrics.ffmpeg_jobs_active.dec()
+
+    def uncounted(metrics, operation, work):
+        with (metrics.ffmpeg_jobs_active.track_inprogress(),
+              metrics.ffmpeg_duration.labels(operation=operation).time()):
+            return work()
+
+    def never_active(metrics, operation, work):
+        try:
+            return work()
+        finally:
+            metrics.ffmpeg_duration.labels(operation=operation).observe(0.1)
+
+    def no_result(metrics, operation, work):
+        with metrics.ffmpeg_job(operation):
+            work()
+
+    return [(leaks, "leaked"), (swallows, "disappeared"), (uncounted, "add 1"),
+            (never_active, "should be 1"), (no_result, "return what work"),
+            ("run_job", "function")]
+
+
+@pytest.mark.parametrize(("answer", "expected"), _bad_jobs(),
+                         ids=lambda a: getattr(a, "__name__", str(a)))
+def test_02_ffmpeg_job_rejects_leaky_instrumentation(answer, expected):
+    from course_lib.exercises import ExerciseFailed, get
+
+    with pytest.raises(ExerciseFailed, match=expected):
+        get("02.ffmpeg_job").check(answer)
+
+
+def test_02_ffmpeg_job_accepts_the_reference_and_the_context_manager():
+    from course_lib.exercises import get, solution
+
+    def with_context_manager(metrics, operation, work):
+        with metrics.ffmpeg_job(operation):
+            return work()
+
+    assert get("02.ffmpeg_job").check(solution("02.ffmpeg_job")).ok
+    assert get("02.ffmpeg_job").check(with_context_manager).ok
+
+
+@pytest.mark.stack
+def test_live_exercises_of_01_and_02_reject_typical_mistakes(stack):
+    import requests
+
+    from course_lib.exercises import ExerciseFailed, get, solution
+
+    # Thumbnails twice: a miss then a hit, so both cache_status series exist.
+    for _ in range(2):
+        requests.get(f"{stack.service_url}/api/videos/sample-1/thumbnail", params={"t": 0.5},
+                     timeout=30)
+    stack.wait_for(solution("02.cache_hit_ratio"), timeout=60)
+    stack.wait_for(solution("02.requests_by_route"), timeout=60)
+
+    for exercise_id in ("01.target_count", "02.requests_by_route", "02.cache_hit_ratio"):
+        assert get(exercise_id).check(solution(exercise_id, stack), stack).ok, exercise_id
+
+    count = get("01.target_count")
+    targets = int(solution("01.target_count", stack))
+    for wrong in (targets - 1, targets + 1):
+        with pytest.raises(ExerciseFailed, match="too"):
+            count.check(wrong, stack)
+
+    by_route = get("02.requests_by_route")
+    mistakes = {
+        "sum(rate(vrewcraft_http_requests_total[1m]))": "route is missing",
+        "rate(vrewcraft_http_requests_total[1m])": "series",
+        "sum by (route) (vrewcraft_http_requests_total)": "counter",
+        "sum by (route) (rate(vrewcraft_http_requests_total[2s]))": "scrape",
+        "sum by (route) (increase(vrewcraft_http_requests_total[1m]))": "60×",
+    }
+    for answer, expected in mistakes.items():
+        with pytest.raises(ExerciseFailed, match=expected):
+            by_route.check(answer, stack)
+
+    ratio = get("02.cache_hit_ratio")
+    hit = 'vrewcraft_thumbnail_requests_total{cache_status="hit"}'
+    miss = 'vrewcraft_thumbnail_requests_total{cache_status="miss"}'
+    for answer in ("vrewcraft_thumbnail_cache_hit_ratio",                    # the gauge
+                   f"sum(rate({hit}[5m])) / sum(rate({miss}[5m]))",         # hits / misses
+                   f"rate({hit}[5m]) / rate(vrewcraft_thumbnail_requests_total[5m])",
+                   f"sum({hit}) / sum(vrewcraft_thumbnail_requests_total)"):  # lifetime
+        with pytest.raises(ExerciseFailed):
+            ratio.check(answer, stack)

@@ -264,7 +264,7 @@ def test_external_mode_starts_nothing(stack, tmp_path):
 def test_external_mode_with_nothing_there_says_what_to_do():
     cfg = StackConfig.from_env({"COURSE_PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}"})
     with pytest.raises(stack_mod.NotReadyError, match="does not answer .*docker compose up"):
-        stack_mod.up(cfg)
+        stack_mod.up(cfg, timeout=1)
 
 
 def test_cli_status_and_doctor_run(scratch_cfg, monkeypatch, capsys):

@@ -1,0 +1,218 @@
+"""Small helpers the lesson notebooks share, so notebook cells stay short.
+
+* ``api`` / ``targets``: read Prometheus' HTTP API (status, targets) as data.
+* ``push`` / ``delete_push``: push a registry to the Pushgateway (or delete a group) and
+  wait until Prometheus has *scraped* the change, instead of sleeping.
+* ``samples``: the samples of a registry or of exposition text, as a DataFrame.
+* ``raw_samples``: the raw samples of a range selector (``x[1m]``) at one instant.
+* ``make_clip`` / ``wait_for_job``: a small real video to upload; poll a trim job to its end.
+* ``line_plot``: a plotly line chart of a ``query_range`` DataFrame, refusing empty data.
+
+>>> from prometheus_client import CollectorRegistry, Counter
+>>> reg = CollectorRegistry()
+>>> Counter("demo_jobs", "Jobs done.", registry=reg).inc(3)
+>>> samples(reg).query("name == 'demo_jobs_total'")["value"].tolist()
+[3.0]
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+import requests
+
+__all__ = ["CATALOG", "api", "delete_push", "fetch_text", "line_plot", "make_clip", "push",
+           "raw_samples", "samples", "series_names", "targets", "wait_for_job",
+           "wait_for_scrape"]
+
+TIMEOUT = 15.0
+
+#: The course's metric catalog (COURSE.md): name -> (type, label names, histogram buckets).
+CATALOG: dict[str, tuple[str, tuple[str, ...], tuple[float, ...] | None]] = {
+    "vrewcraft_http_requests_total": ("counter", ("method", "route", "status_code"), None),
+    "vrewcraft_video_uploads_total": ("counter", ("status",), None),
+    "vrewcraft_video_edits_total": ("counter", ("edit_type", "status"), None),
+    "vrewcraft_thumbnail_requests_total": ("counter", ("cache_status",), None),
+    "vrewcraft_ffmpeg_errors_total": ("counter", ("operation",), None),
+    "vrewcraft_http_request_duration_seconds": (
+        "histogram", ("method", "route", "status_code"), (.001, .005, .01, .05, .1, .5, 1, 5)),
+    "vrewcraft_thumbnail_duration_seconds": ("histogram", (), (.01, .02, .05, .1, .2, .5, 1)),
+    "vrewcraft_ffmpeg_duration_seconds": ("histogram", ("operation",), (.5, 1, 2, 5, 10, 30, 60)),
+    "vrewcraft_upload_duration_seconds": ("histogram", (), (.5, 1, 2, 5, 10, 30)),
+    "vrewcraft_websocket_connections": ("gauge", (), None),
+    "vrewcraft_ffmpeg_jobs_active": ("gauge", (), None),
+    "vrewcraft_thumbnail_cache_hit_ratio": ("gauge", (), None),
+    "vrewcraft_memory_usage_bytes": ("gauge", ("type",), None),
+    "vrewcraft_db_pool_connections": ("gauge", ("state",), None),
+}
+
+
+def api(stack: Any, path: str, **params: Any) -> Any:
+    """GET ``/api/v1/<path>`` of the stack's Prometheus; return the ``data`` field.
+
+    >>> api(stack, "status/flags")["storage.tsdb.retention.time"]     # doctest: +SKIP
+    '30d'
+    """
+    url = f"{stack.prometheus_url.rstrip('/')}/api/v1/{path.lstrip('/')}"
+    resp = requests.get(url, params=params or None, timeout=TIMEOUT)
+    body = resp.json()
+    if body.get("status") != "success":
+        raise RuntimeError(f"{url}: {body.get('error') or resp.status_code}")
+    return body["data"]
+
+
+def targets(stack: Any) -> pd.DataFrame:
+    """Return Prometheus' active scrape targets: job, instance, health, interval, last error."""
+    rows = [{"job": t["labels"].get("job"), "instance": t["labels"].get("instance"),
+             "health": t["health"], "scrape_url": t["scrapeUrl"],
+             "scrape_interval": t.get("scrapeInterval"),
+             "last_scrape_seconds": t.get("lastScrapeDuration"),
+             "last_error": t.get("lastError", "")}
+            for t in api(stack, "targets", state="active")["activeTargets"]]
+    return pd.DataFrame(rows).sort_values("job").reset_index(drop=True)
+
+
+def series_names(stack: Any, match: str, since: float) -> set[str]:
+    """Return the metric names of series matching ``match`` that have samples since ``since``.
+
+    Unlike an instant query, this ignores series that stopped before ``since`` (for
+    example those of a process that has since restarted).
+    """
+    found = api(stack, "series", **{"match[]": match, "start": since, "end": time.time()})
+    return {series["__name__"] for series in found}
+
+
+def fetch_text(url: str) -> str:
+    """Return the body of ``url`` as text (e.g. a component's ``/metrics``)."""
+    resp = requests.get(url, timeout=TIMEOUT)
+    resp.raise_for_status()
+    return resp.text
+
+
+def wait_for_scrape(stack: Any, job: str, timeout: float = 30.0) -> float:
+    """Wait until Prometheus has scraped ``job`` after this call started; return that time.
+
+    Everything the target did before the call is then in Prometheus: no sleeping, no guessing.
+    """
+    started = time.time()
+    stack.wait_for(f'timestamp(up{{job="{job}"}})',
+                   lambda df: not df.empty and df["value"].min() >= started,
+                   timeout=timeout, interval=0.2)
+    return started
+
+
+def _selector(job: str, grouping_key: Mapping[str, str] | None) -> str:
+    """Return the selector of one Pushgateway group (no instance in the key: instance="")."""
+    labels = {"job": job, "instance": "", **(grouping_key or {})}
+    return "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
+
+
+def push(stack: Any, registry: Any, job: str, grouping_key: Mapping[str, str] | None = None,
+         timeout: float = 30.0) -> pd.DataFrame:
+    """Push ``registry`` to the Pushgateway as group ``job`` and wait until Prometheus scraped it.
+
+    The Pushgateway stamps every group with ``push_time_seconds``; the push has
+    reached Prometheus once the value Prometheus holds is at least the push time.
+    Returns that ``push_time_seconds`` row.
+    """
+    from prometheus_client import push_to_gateway
+
+    started = time.time()
+    push_to_gateway(stack.pushgateway_url, job=job, registry=registry,
+                    grouping_key=dict(grouping_key or {}), timeout=TIMEOUT)
+    return stack.wait_for(f"push_time_seconds{_selector(job, grouping_key)}",
+                          lambda df: not df.empty and df["value"].max() >= started,
+                          timeout=timeout, interval=0.2)
+
+
+def delete_push(stack: Any, job: str, grouping_key: Mapping[str, str] | None = None,
+                timeout: float = 30.0) -> None:
+    """Delete a Pushgateway group and wait until Prometheus has scraped the Pushgateway without it.
+
+    From then on the group's series get no new samples (Prometheus marks them stale).
+    """
+    from prometheus_client import delete_from_gateway
+
+    delete_from_gateway(stack.pushgateway_url, job=job, grouping_key=dict(grouping_key or {}),
+                        timeout=TIMEOUT)
+    wait_for_scrape(stack, "pushgateway", timeout=timeout)
+
+
+def samples(source: Any) -> pd.DataFrame:
+    """Return every sample of a registry (or of exposition text) as name, labels, value.
+
+    Labels go in one ``labels`` column as a dict, so families with different label
+    names fit in one table; ``type`` is the family's metric type.
+    """
+    if isinstance(source, str | bytes):
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = source.decode() if isinstance(source, bytes) else source
+        families = list(text_string_to_metric_families(text))
+    else:
+        families = list(source.collect())
+    rows = [{"family": f.name, "type": f.type, "name": s.name, "labels": dict(s.labels),
+             "value": float(s.value)} for f in families for s in f.samples]
+    return pd.DataFrame(rows, columns=["family", "type", "name", "labels", "value"])
+
+
+def raw_samples(stack: Any, selector: str, window: str, at: float) -> pd.DataFrame:
+    """Return the raw samples of ``selector[window]`` evaluated at ``at`` (one row per sample).
+
+    This is what ``rate()`` and ``increase()`` see: the scraped values inside the window.
+    """
+    data = api(stack, "query", query=f"{selector}[{window}]", time=at)
+    rows = [{**s["metric"], "timestamp": float(ts), "value": float(v)}
+            for s in data["result"] for ts, v in s["values"]]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame({"timestamp": pd.Series(dtype=float), "value": pd.Series(dtype=float)})
+    return df.sort_values("timestamp").reset_index(drop=True)
+
+
+def line_plot(df: pd.DataFrame, title: str, color: str | None = None, y_title: str = "value",
+              min_points: int = 2):
+    """Return a plotly line chart of a ``query_range`` DataFrame (timestamp, value, labels).
+
+    Refuses (AssertionError) data a chart would hide problems in: fewer than
+    ``min_points`` rows, or NaN/infinite values.
+    """
+    import plotly.express as px
+
+    assert len(df) >= min_points, f"{title}: only {len(df)} points to plot"
+    assert df["value"].map(math.isfinite).all(), f"{title}: NaN or infinite values"
+    if color is not None:
+        assert color in df.columns, f"{title}: no label {color!r} in {list(df.columns)}"
+    fig = px.line(df, x="timestamp", y="value", color=color, markers=True, title=title)
+    fig.update_layout(yaxis_title=y_title, xaxis_title="time (UTC)", height=360,
+                      margin={"l": 40, "r": 20, "t": 50, "b": 40})
+    return fig
+
+
+def make_clip(path: Any, seconds: float = 1.0) -> Any:
+    """Write a small real MP4 (ffmpeg's test pattern) to ``path`` and return the path."""
+    import subprocess
+    from pathlib import Path
+
+    path = Path(path)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi",
+                    "-i", f"testsrc2=size=160x90:rate=10:duration={seconds}",
+                    "-pix_fmt", "yuv420p", "-g", "10", str(path)],
+                   check=True, capture_output=True, timeout=60)
+    return path
+
+
+def wait_for_job(stack: Any, job_id: str, timeout: float = 60.0) -> dict:
+    """Poll ``/api/jobs/{job_id}`` until the job succeeded or failed; return its JSON."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = requests.get(f"{stack.service_url}/api/jobs/{job_id}", timeout=TIMEOUT).json()
+        if job.get("status") in ("succeeded", "failed"):
+            return job
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout:.0f}s")
+        time.sleep(0.1)
