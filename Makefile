@@ -33,8 +33,10 @@ up down status doctor: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-bench: setup
+bench: setup  ## print the benchmark figures (not a test; takes a few minutes)
+	@bash scripts/install-system-deps.sh --bench
 	$(PY) bench/stack.py
+	$(PY) bench/service.py
 
 clean:  ## stop the stack and remove its state (keeps the venv)
 	-$(PY) -m course_lib down

@@ -31,6 +31,12 @@ have() {  # have "a|b" -> true when any alternative is on PATH
   return 1
 }
 
+# `--bench` adds the external load tools the benchmarks drive.
+if [ "${1:-}" = "--bench" ]; then
+  DEBIAN_PACKAGE[wrk]=wrk; DEBIAN_PACKAGE[hey]=hey
+  BREW_PACKAGE[wrk]=wrk; BREW_PACKAGE[hey]=hey
+fi
+
 missing=()
 for bin in "${!DEBIAN_PACKAGE[@]}"; do have "$bin" || missing+=("$bin"); done
 [ ${#missing[@]} -eq 0 ] && exit 0
