@@ -429,7 +429,9 @@ def _wait_for_targets(cfg: StackConfig, jobs: dict[str, float], timeout: float,
     deadline = time.monotonic() + timeout
     while pending:
         try:
-            df = prom.query(cfg.url("prometheus"), "timestamp(up == 1)")
+            # timestamp() of a plain selector is the sample's own time; of an expression
+            # such as `up == 1` it would be the evaluation time, which proves nothing.
+            df = prom.query(cfg.url("prometheus"), "timestamp(up) and on (job, instance) up == 1")
         except prom.PromQLError:
             df = None
         if df is not None and "job" in df:
