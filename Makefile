@@ -6,12 +6,14 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Jupyter refuses to run as root (containers, CI boxes) unless told it's deliberate.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: lab test setup sysdeps up down status doctor lint bench clean
 
 lab: setup  ## install, start the local stack, open JupyterLab on notebooks/
 	$(PY) -m course_lib up
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=notebooks
+	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=notebooks $(ROOT_FLAG)
 
 test: setup  ## install, then run unit tests, config checks and every notebook
 	$(PY) -m pytest
