@@ -9,7 +9,13 @@ What it does, all on 127.0.0.1 with free ports and a temporary directory:
    from ``course_lib.traffic`` plus ``hey`` (an external client) on two URLs. Server-side
    quantiles come from ``histogram_quantile`` in Prometheus; client-side ones from hey
    and from the traffic generator; both are compared bucket by bucket.
-5. Instrumentation overhead: ``wrk`` on ``/healthz`` of both services, alternating.
+5. Instrumentation overhead: ``wrk`` on ``/healthz`` of both services, in alternating
+   rounds (ABBA order, so drift hits both sides alike), after Prometheus has stopped and
+   the mix's last ffmpeg jobs have finished: otherwise scrapes and trims land on the
+   instrumented service only and read as "overhead". Then the same comparison
+   in-process (no network, no server), to show the middleware's own cost per request.
+   Both report medians with their spread (interquartile range) and the paired
+   per-round loss, so noise is visible rather than hidden in one number.
 
 Usage::
 
@@ -147,9 +153,25 @@ def wrk_rps(url: str, seconds: int = 4) -> float:
     return float(match.group(1))
 
 
-def asgi_cost_us(instrumented: bool, rounds: int = 7, calls: int = 5000) -> list[float]:
-    """Return microseconds per in-process GET /healthz call, per round (no network, no
-    server): the pure cost of the app with or without the metrics middleware."""
+def wrk_overhead(with_url: str, without_url: str, rounds: int,
+                 seconds: int) -> tuple[list[float], list[float]]:
+    """Return wrk req/s per round for both URLs, alternating ABBA (with, without, without,
+    with, ...) so slow drift of the machine doesn't favour the side that runs first."""
+    for url in (with_url, without_url):  # warm-up: connections, allocator, code caches
+        wrk_rps(url, 1)
+    with_metrics: list[float] = []
+    without: list[float] = []
+    for i in range(rounds):
+        pair = [(with_metrics, with_url), (without, without_url)]
+        for results, url in pair if i % 2 == 0 else pair[::-1]:
+            results.append(wrk_rps(url, seconds))
+    return with_metrics, without
+
+
+def asgi_costs_us(rounds: int = 20, calls: int = 2000) -> tuple[list[float], list[float]]:
+    """Return microseconds per in-process GET /healthz call, per round, with and without
+    the metrics middleware (no network, no server): the pure cost of the middleware.
+    Both apps are built once and measured in alternating rounds (ABBA), in one loop."""
     import asyncio
 
     from prometheus_client import CollectorRegistry
@@ -157,9 +179,10 @@ def asgi_cost_us(instrumented: bool, rounds: int = 7, calls: int = 5000) -> list
     from course_lib.service.app import make_app
     from course_lib.service.settings import Settings
 
-    app = make_app(registry=CollectorRegistry(),
-                   settings=Settings(data_dir=Path(tempfile.mkdtemp()),
-                                     instrument_http=instrumented))
+    apps = [make_app(registry=CollectorRegistry(),
+                     settings=Settings(data_dir=Path(tempfile.mkdtemp()),
+                                       instrument_http=instrumented))
+            for instrumented in (True, False)]
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": "GET", "scheme": "http", "path": "/healthz", "raw_path": b"/healthz",
              "query_string": b"", "root_path": "", "headers": [],
@@ -171,16 +194,40 @@ def asgi_cost_us(instrumented: bool, rounds: int = 7, calls: int = 5000) -> list
     async def send(_message: dict) -> None:
         pass
 
-    async def run() -> list[float]:
-        results = []
-        for _ in range(rounds):
-            began = time.perf_counter()
-            for _ in range(calls):
-                await app(dict(scope), receive, send)
-            results.append((time.perf_counter() - began) / calls * 1e6)
+    async def per_call(app, n: int) -> float:
+        began = time.perf_counter()
+        for _ in range(n):
+            await app(dict(scope), receive, send)
+        return (time.perf_counter() - began) / n * 1e6
+
+    async def run() -> tuple[list[float], list[float]]:
+        for app in apps:
+            await per_call(app, calls)  # warm-up
+        results: tuple[list[float], list[float]] = ([], [])
+        for i in range(rounds):
+            order = (0, 1) if i % 2 == 0 else (1, 0)
+            for side in order:
+                results[side].append(await per_call(apps[side], calls))
         return results
 
     return asyncio.run(run())
+
+
+def iqr(values: list[float]) -> tuple[float, float]:
+    """Return the interquartile range (25th, 75th percentile) of ``values``."""
+    q1, _median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return q1, q3
+
+
+def wait_idle(base: str, timeout: float = 60.0) -> None:
+    """Wait until the service runs no ffmpeg job (a trim from the mix may still run)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{base}/metrics", timeout=5).text
+        match = re.search(r"^vrewcraft_ffmpeg_jobs_active (\S+)$", text, re.MULTILINE)
+        if match is not None and float(match.group(1)) == 0:
+            return
+        time.sleep(0.2)
 
 
 def fmt_ms(seconds: float) -> str:
@@ -204,6 +251,10 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=10.0, help="warm-up seconds")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overhead-rounds", type=int, default=15,
+                        help="alternating wrk rounds per side for the overhead (default 15)")
+    parser.add_argument("--overhead-seconds", type=int, default=2,
+                        help="seconds per wrk round (default 2)")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
     for tool in ("prometheus", "hey", "wrk", "ffmpeg"):
@@ -217,100 +268,106 @@ def main() -> int:
                                   "cpus": os.cpu_count()}
     try:
         with service(p_svc, work / "svc", work / "svc.log"), \
-                service(p_plain, work / "plain", work / "plain.log", instrumented=False), \
-                prometheus(p_prom, p_svc, work / "prom"):
+                service(p_plain, work / "plain", work / "plain.log", instrumented=False):
             wait_http(f"{svc}/healthz")
             wait_http(f"{plain}/healthz")
-            wait_http(f"{prom}/-/ready")
+            with prometheus(p_prom, p_svc, work / "prom"):
+                wait_http(f"{prom}/-/ready")
 
-            print(f"warm-up: {args.warmup:.0f} s of the standard mix at {args.rate:.0f} req/s")
-            warm = run_traffic(svc, rate=args.rate, duration=args.warmup, seed=args.seed + 1,
-                               progress=False)
-            print(f"  {warm}")
+                print(f"warm-up: {args.warmup:.0f} s of the standard mix at {args.rate:.0f} req/s")
+                warm = run_traffic(svc, rate=args.rate, duration=args.warmup, seed=args.seed + 1,
+                                   progress=False)
+                print(f"  {warm}")
 
-            thumb_url = f"{svc}/api/videos/sample-1/thumbnail?t=1.0"
-            list_url = f"{svc}/api/videos"
-            gen_rate = args.rate - 2 * HEY_RATE
-            print(f"measured: {args.duration:.0f} s, traffic generator {gen_rate:.0f} req/s "
-                  f"+ hey {HEY_RATE:.0f} req/s on each of 2 URLs = {args.rate:.0f} req/s")
-            time.sleep(2)  # let one scrape land before the window starts
-            start = time.time()
-            hey_list = start_hey(list_url, args.duration, HEY_RATE)
-            hey_thumb = start_hey(thumb_url, args.duration, HEY_RATE)
-            summary = run_traffic(svc, rate=gen_rate, duration=args.duration, seed=args.seed,
-                                  progress=True, progress_every=15)
-            list_lat, list_status = hey_latencies(hey_list)
-            thumb_lat, thumb_status = hey_latencies(hey_thumb)
-            end = start + args.duration
-            time.sleep(3)  # the last scrapes
-            window = f"{int(args.duration)}s"
+                thumb_url = f"{svc}/api/videos/sample-1/thumbnail?t=1.0"
+                list_url = f"{svc}/api/videos"
+                gen_rate = args.rate - 2 * HEY_RATE
+                print(f"measured: {args.duration:.0f} s, traffic generator {gen_rate:.0f} req/s "
+                      f"+ hey {HEY_RATE:.0f} req/s on each of 2 URLs = {args.rate:.0f} req/s")
+                time.sleep(2)  # let one scrape land before the window starts
+                start = time.time()
+                hey_list = start_hey(list_url, args.duration, HEY_RATE)
+                hey_thumb = start_hey(thumb_url, args.duration, HEY_RATE)
+                summary = run_traffic(svc, rate=gen_rate, duration=args.duration, seed=args.seed,
+                                      progress=True, progress_every=15)
+                list_lat, list_status = hey_latencies(hey_list)
+                thumb_lat, thumb_status = hey_latencies(hey_thumb)
+                end = start + args.duration
+                time.sleep(3)  # the last scrapes
+                window = f"{int(args.duration)}s"
 
-            def q(expr: str) -> float:
-                """Evaluate PromQL at the end of the measured window."""
-                return promql(prom, expr, end)
+                def q(expr: str) -> float:
+                    """Evaluate PromQL at the end of the measured window."""
+                    return promql(prom, expr, end)
 
-            http = "vrewcraft_http_request_duration_seconds_bucket"
-            api = f'{http}{{route=~"/api/.*"}}'
-            server = {
-                "api_p50": q(f"histogram_quantile(0.5, sum by (le) (rate({api}[{window}])))"),
-                "api_p99": q(f"histogram_quantile(0.99, sum by (le) (rate({api}[{window}])))"),
-                "list_p99": q(f'histogram_quantile(0.99, sum by (le) (rate({http}'
-                              f'{{route="/api/videos"}}[{window}])))'),
-                "thumb_route_p99": q(
-                    f'histogram_quantile(0.99, sum by (le) (rate({http}'
-                    f'{{route="/api/videos/{{video_id}}/thumbnail"}}[{window}])))'),
-                "thumb_p50": q("histogram_quantile(0.5, sum by (le) (rate("
-                               f"vrewcraft_thumbnail_duration_seconds_bucket[{window}])))"),
-                "thumb_p99": q("histogram_quantile(0.99, sum by (le) (rate("
-                               f"vrewcraft_thumbnail_duration_seconds_bucket[{window}])))"),
-                "miss_p50": q("histogram_quantile(0.5, sum by (le) (rate("
-                              f"vrewcraft_thumbnail_miss_duration_seconds_bucket[{window}])))"),
-                "miss_p99": q("histogram_quantile(0.99, sum by (le) (rate("
-                              f"vrewcraft_thumbnail_miss_duration_seconds_bucket[{window}])))"),
-                "hit_ratio": q('sum(increase(vrewcraft_thumbnail_requests_total{cache_status="hit"}'
-                               f'[{window}])) / sum(increase(vrewcraft_thumbnail_requests_total'
-                               f'[{window}]))'),
-                "error_ratio": q('(sum(rate(vrewcraft_http_requests_total{status_code=~"5.."}'
-                                 f'[{window}])) or vector(0)) / sum(rate('
-                                 f'vrewcraft_http_requests_total[{window}]))'),
-                "req_rate": q(f"sum(rate(vrewcraft_http_requests_total{{route!=\"/metrics\"}}"
-                              f"[{window}]))"),
-                # The seed's un-aggregated form: one quantile per series (erratum 1).
-                "seed_form_series": q(f"count(histogram_quantile(0.99, rate({http}[{window}])))"),
-            }
-            client_thumb = list(summary.latencies.get("thumbnail", []))
-            client_api = [v for k, d in summary.latencies.items() if k != "healthz" for v in d]
-            client = {
-                "generator_api_p99": exact_quantile(client_api, 0.99),
-                "generator_thumb_p99": exact_quantile(client_thumb, 0.99),
-                "hey_list_p50": exact_quantile(list_lat, 0.5),
-                "hey_list_p99": exact_quantile(list_lat, 0.99),
-                "hey_thumb_p99": exact_quantile(thumb_lat, 0.99),
-                "generator_hit_ratio": summary.hit_ratio,
-            }
+                http = "vrewcraft_http_request_duration_seconds_bucket"
+                api = f'{http}{{route=~"/api/.*"}}'
+                server = {
+                    "api_p50": q(f"histogram_quantile(0.5, sum by (le) (rate({api}[{window}])))"),
+                    "api_p99": q(f"histogram_quantile(0.99, sum by (le) (rate({api}[{window}])))"),
+                    "list_p99": q(f'histogram_quantile(0.99, sum by (le) (rate({http}'
+                                  f'{{route="/api/videos"}}[{window}])))'),
+                    "thumb_route_p99": q(
+                        f'histogram_quantile(0.99, sum by (le) (rate({http}'
+                        f'{{route="/api/videos/{{video_id}}/thumbnail"}}[{window}])))'),
+                    "thumb_p50": q("histogram_quantile(0.5, sum by (le) (rate("
+                                   f"vrewcraft_thumbnail_duration_seconds_bucket[{window}])))"),
+                    "thumb_p99": q("histogram_quantile(0.99, sum by (le) (rate("
+                                   f"vrewcraft_thumbnail_duration_seconds_bucket[{window}])))"),
+                    "miss_p50": q("histogram_quantile(0.5, sum by (le) (rate("
+                                  f"vrewcraft_thumbnail_miss_duration_seconds_bucket[{window}])))"),
+                    "miss_p99": q("histogram_quantile(0.99, sum by (le) (rate("
+                                  f"vrewcraft_thumbnail_miss_duration_seconds_bucket[{window}])))"),
+                    "hit_ratio": q('sum(increase(vrewcraft_thumbnail_requests_total'
+                                   f'{{cache_status="hit"}}[{window}])) / sum(increase('
+                                   f'vrewcraft_thumbnail_requests_total[{window}]))'),
+                    "error_ratio": q('(sum(rate(vrewcraft_http_requests_total{status_code=~"5.."}'
+                                     f'[{window}])) or vector(0)) / sum(rate('
+                                     f'vrewcraft_http_requests_total[{window}]))'),
+                    "req_rate": q(f"sum(rate(vrewcraft_http_requests_total{{route!=\"/metrics\"}}"
+                                  f"[{window}]))"),
+                    # The seed's un-aggregated form: one quantile per series (erratum 1).
+                    "seed_form_series": q(
+                        f"count(histogram_quantile(0.99, rate({http}[{window}])))"),
+                }
+                client_thumb = list(summary.latencies.get("thumbnail", []))
+                client_api = [v for k, d in summary.latencies.items() if k != "healthz" for v in d]
+                client = {
+                    "generator_api_p99": exact_quantile(client_api, 0.99),
+                    "generator_thumb_p99": exact_quantile(client_thumb, 0.99),
+                    "hey_list_p50": exact_quantile(list_lat, 0.5),
+                    "hey_list_p99": exact_quantile(list_lat, 0.99),
+                    "hey_thumb_p99": exact_quantile(thumb_lat, 0.99),
+                    "generator_hit_ratio": summary.hit_ratio,
+                }
 
-            print("overhead: wrk -t1 -c8 on /healthz, instrumented vs not, 5 x 4 s alternating")
-            with_metrics, without = [], []
-            for _ in range(5):
-                with_metrics.append(wrk_rps(f"{svc}/healthz"))
-                without.append(wrk_rps(f"{plain}/healthz"))
-            rps_with, rps_without = statistics.median(with_metrics), statistics.median(without)
-            overhead = 1 - rps_with / rps_without
+            # Prometheus has stopped (its scrapes hit the instrumented service only); let
+            # the mix's last trims finish, for the same reason.
+            wait_idle(svc)
+            print(f"overhead: wrk -t1 -c8 on /healthz, instrumented vs not, "
+                  f"{args.overhead_rounds} x {args.overhead_seconds} s each, alternating ABBA")
+            with_metrics, without = wrk_overhead(f"{svc}/healthz", f"{plain}/healthz",
+                                                 args.overhead_rounds, args.overhead_seconds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    asgi_with, asgi_without = [], []
-    for _ in range(3):  # alternate, so machine noise hits both sides alike
-        asgi_with += asgi_cost_us(True)
-        asgi_without += asgi_cost_us(False)
+    rps_with, rps_without = statistics.median(with_metrics), statistics.median(without)
+    overhead = 1 - rps_with / rps_without
+    paired = [1 - w / o for w, o in zip(with_metrics, without, strict=True)]
+    print("overhead in-process: GET /healthz through the ASGI app, 20 alternating rounds")
+    asgi_with, asgi_without = asgi_costs_us()
     us_with, us_without = statistics.median(asgi_with), statistics.median(asgi_without)
+    paired_us = [w - o for w, o in zip(asgi_with, asgi_without, strict=True)]
 
     figures.update({"server": server, "client": client,
                     "hey_status": {"list": list_status, "thumbnail": thumb_status},
                     "generator": summary.as_dict(),
                     "overhead": {"rps_with": rps_with, "rps_without": rps_without,
-                                 "loss": overhead, "runs_with": with_metrics,
-                                 "runs_without": without, "asgi_us_with": us_with,
-                                 "asgi_us_without": us_without}})
+                                 "loss": overhead, "paired_loss": statistics.median(paired),
+                                 "runs_with": with_metrics, "runs_without": without,
+                                 "asgi_us_with": us_with, "asgi_us_without": us_without,
+                                 "asgi_paired_us": statistics.median(paired_us),
+                                 "asgi_runs_with": asgi_with,
+                                 "asgi_runs_without": asgi_without}})
 
     ok = "PASS"
     bad = "FAIL"
@@ -342,12 +399,21 @@ def main() -> int:
     print(f"thumbnail cache-miss latency: p50 {fmt_ms(server['miss_p50'])}, p99 "
           f"{fmt_ms(server['miss_p99'])}  goal p99 <= 50 ms: "
           f"{ok if server['miss_p99'] <= 0.05 else bad}")
+    (w_q1, w_q3), (o_q1, o_q3) = iqr(with_metrics), iqr(without)
+    p_med, (p_q1, p_q3) = statistics.median(paired), iqr(paired)
     print(f"instrumentation overhead on /healthz: {rps_with:.0f} req/s with metrics vs "
-          f"{rps_without:.0f} without -> {overhead:+.1%} loss  target <= 5%: "
+          f"{rps_without:.0f} without (medians) -> {overhead:+.1%} loss  target <= 5%: "
           f"{ok if overhead <= 0.05 else bad}")
-    print(f"  in-process (no network): {us_with:.1f} us per /healthz call with metrics vs "
-          f"{us_without:.1f} us without -> {us_with - us_without:+.1f} us per request; over "
-          f"HTTP that is {(us_with - us_without) / (1e6 / rps_without):+.1%} of a request")
+    print(f"  spread (IQR): with {w_q1:.0f}-{w_q3:.0f}, without {o_q1:.0f}-{o_q3:.0f} req/s; "
+          f"paired per-round loss median {p_med:+.1%} (IQR {p_q1:+.1%} to {p_q3:+.1%}, "
+          f"range {min(paired):+.1%} to {max(paired):+.1%}, {len(paired)} rounds)")
+    (aw_q1, aw_q3), (ao_q1, ao_q3) = iqr(asgi_with), iqr(asgi_without)
+    d_med, (d_q1, d_q3) = statistics.median(paired_us), iqr(paired_us)
+    print(f"  in-process (no network): {us_with:.1f} us per /healthz call with metrics "
+          f"(IQR {aw_q1:.1f}-{aw_q3:.1f}) vs {us_without:.1f} us without "
+          f"(IQR {ao_q1:.1f}-{ao_q3:.1f}) -> {us_with - us_without:+.1f} us per request "
+          f"(paired rounds: median {d_med:+.1f}, IQR {d_q1:+.1f} to {d_q3:+.1f}); over HTTP "
+          f"that is {(us_with - us_without) / (1e6 / rps_without):+.1%} of a request")
     print(f"seed's un-aggregated p99 query returns {server['seed_form_series']:.0f} series "
           f"(one per method/route/status), not one number")
     if args.json:

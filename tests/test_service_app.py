@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import random
 import string
 import time
 
+import av
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
@@ -57,6 +59,8 @@ def test_thumbnail_miss_then_hit_is_counted_and_timed_apart(service):
     assert first.status_code == second.status_code == 200
     assert first.headers["content-type"] == "image/jpeg"
     assert first.content[:2] == b"\xff\xd8"  # JPEG magic
+    with av.open(io.BytesIO(first.content), format="image2pipe") as jpeg:
+        assert next(jpeg.decode(video=0)).width == 160  # Settings.thumbnail_width
     assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
     assert first.content == second.content
 
@@ -226,6 +230,8 @@ def test_fault_switch_latency_errors_flush_and_broken_ffmpeg(service):
         client.put("/admin/faults", json={"ffmpeg_broken": True})
         broken = client.get("/api/videos/sample-2/thumbnail", params={"t": 4.4})
         assert broken.status_code == 500 and broken.json()["error"] == "ffmpeg_failed"
+        assert "thumbnail failed" in broken.json()["detail"]
+        assert "injected fault" in broken.json()["detail"]
         assert value(registry, "vrewcraft_ffmpeg_errors_total",
                      operation="thumbnail") == errors + 1
         assert value(registry, "vrewcraft_ffmpeg_jobs_active") == 0

@@ -120,10 +120,9 @@ class Service:
         self.jobs = JobManager(self.store, self.media, self.metrics, s.data_dir,
                                s.processed_dir, s.max_concurrent_trims)
         self.sample_ids = await ensure_samples(self)
-        self.media.start()
 
     async def stop(self) -> None:
-        """Cancel jobs, stop ffmpeg processes, close the cache and the database."""
+        """Cancel jobs, stop the thumbnail decoding threads, close the cache and database."""
         if self.jobs is not None:
             await self.jobs.close()
         await self.media.close()
@@ -188,7 +187,7 @@ def make_app(registry: CollectorRegistry | None = None,
     faults = FaultState()
     media = Media(metrics, broken=lambda: faults.ffmpeg_broken, ffmpeg_bin=settings.ffmpeg,
                   ffprobe_bin=settings.ffprobe, thumbnail_width=settings.thumbnail_width,
-                  warm=settings.warm_ffmpeg)
+                  thumbnail_threads=settings.thumbnail_threads)
     svc = Service(settings=settings, metrics=metrics, faults=faults, media=media)
     process = psutil.Process(os.getpid())
     metrics.watch_memory(lambda: read_memory(process))
@@ -395,7 +394,8 @@ async def handle_upload(svc: Service, request: Request) -> dict[str, Any]:
         try:
             received = await receive_upload(request, s.tmp_dir, s.max_upload_bytes)
             probe = await svc.media.probe(received.path)
-            # ffprobe reads headers only; decoding one frame proves the data is usable.
+            # ffprobe reads headers only; decoding one frame proves the data is usable
+            # (in-process, like thumbnails; counted as part of the probe).
             await svc.media.thumbnail(received.path, 0.0, probe.duration, operation="probe")
         except UploadRejected as exc:
             status = "rejected"

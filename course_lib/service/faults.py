@@ -15,8 +15,10 @@
 * ``error_ratio``: share (0..1) of ``/api`` requests answered ``500`` with
   ``{"error": "injected_fault"}``; ``error_routes`` limits it to those templates
   (empty or missing: every ``/api`` route).
-* ``ffmpeg_broken``: every ffmpeg/ffprobe run gets an invalid option, so it really fails
-  (probe, thumbnail misses and trims fail; cache hits still work).
+* ``ffmpeg_broken``: every ffmpeg job fails: ffprobe and ffmpeg command lines (probe,
+  trim) get an invalid option, so they really fail; a thumbnail miss, decoded in-process
+  with PyAV, fails with an injected error where decoding would start. Either way the
+  failure is counted in ``vrewcraft_ffmpeg_errors_total`` (cache hits still work).
 * ``flush_cache``: an action, not a state: empties the thumbnail cache once.
 
 ``GET`` shows the state (plus ``cache_flushes``, how many flushes happened), ``POST``

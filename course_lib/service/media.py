@@ -1,15 +1,21 @@
 """Real ffmpeg work: probe, thumbnail, trim with progress, and sample generation.
 
-Commands are built with ffmpeg-python (``ffmpeg.input(...).output(...).compile()``)
-and run as asyncio subprocesses, so the event loop keeps serving while ffmpeg works.
-Every run goes through ``VrewCraftMetrics.ffmpeg_job``: duration observed, active
-gauge restored and errors counted on every path.
+Probe, trim and sample generation run the ffmpeg/ffprobe command-line tools, built with
+ffmpeg-python (``ffmpeg.input(...).output(...).compile()``) and run as asyncio
+subprocesses, so the event loop keeps serving while ffmpeg works; a trim streams its
+``-progress`` output to the job's WebSocket watchers.
 
-Why a *warm pool* for thumbnails: starting ffmpeg costs ~120 ms on the course machine
-(it loads ~200 shared libraries) while extracting one small frame takes ~15 ms. So a
-few ffmpeg processes are started ahead of time, already running with the concat
-demuxer waiting on stdin; a cache miss writes "file X / inpoint T" to one of them.
-Each process still does one real extraction and exits; the pool is refilled behind.
+Thumbnails are decoded *in-process* with PyAV (``av``: Python bindings to FFmpeg's own
+libraries, libavformat/libavcodec/libswscale), like the seed's thumbnail service, which
+called a native addon instead of a process. The reason is cost: spawning the ffmpeg CLI
+costs ~40 ms (process start and dynamic linking of ~200 shared libraries) while seeking,
+decoding, scaling and JPEG-encoding one small frame takes ~5 ms. Spawning dominated the
+cache-miss latency, so a miss could never meet the 50 ms thumbnail target. Decoding
+runs in a small dedicated thread pool (FFmpeg releases the GIL while it decodes), so
+the event loop keeps serving meanwhile.
+
+Every run goes through ``VrewCraftMetrics.ffmpeg_job``: duration observed, active
+gauge restored and errors counted on every path, CLI or in-process alike.
 
 >>> build_trim_args("ffmpeg", Path("in.mp4"), Path("out.mp4"), 1.0, 3.0)[:4]
 ['ffmpeg', '-ss', '1.0', '-i']
@@ -25,15 +31,29 @@ import re
 import shutil
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
+import av
 import ffmpeg
 
 from .metrics import VrewCraftMetrics
 
-#: Fault switch: appended to any ffmpeg command to make it fail for real.
+#: Fault switch: appended to any ffmpeg/ffprobe command to make it fail for real.
 BROKEN_OPTION = "-vrewcraft_injected_fault"
+#: Fault switch: what an in-process thumbnail extraction fails with (there is no command
+#: line to break, so the failure is raised where decoding would start).
+BROKEN_MESSAGE = "injected fault: ffmpeg is broken (ffmpeg_broken in /admin/faults)"
+
+#: JPEG quantiser of thumbnails: the CLI's ``-q:v 5`` (2 = best .. 31 = worst). ``-q:v``
+#: also stamps the quality on every frame, which PyAV can't, so it is set as qmin = qmax
+#: = 5 instead: that pins the encoder to it (the CLI gives byte-identical JPEGs either way).
+THUMBNAIL_QSCALE = 5
+#: A thoroughly corrupt file fails every packet: give up after this many instead of
+#: reading it all, while tolerating a damaged packet or two the way the ffmpeg CLI does.
+MAX_BAD_PACKETS = 32
 
 #: ffprobe messages that mean "this is not a video" (the client's fault, not ours).
 NOT_A_VIDEO_MARKERS = (
@@ -65,14 +85,21 @@ class NotAVideo(ValueError):
 
 
 class FFmpegError(RuntimeError):
-    """ffmpeg or ffprobe failed; ``stderr`` holds the tail of its error output."""
+    """ffmpeg, ffprobe or in-process decoding failed; ``stderr`` holds the error output.
+
+    ``returncode`` is the process's exit code, or None for in-process (PyAV) work.
+
+    >>> str(FFmpegError("thumbnail", None, "Invalid data found when processing input"))
+    'ffmpeg thumbnail failed: Invalid data found when processing input'
+    """
 
     def __init__(self, operation: str, returncode: int | None, stderr: str) -> None:
         self.operation = operation
         self.returncode = returncode
         self.stderr = stderr
         last = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
-        super().__init__(f"ffmpeg {operation} failed (exit {returncode}): {last}")
+        exit_code = "" if returncode is None else f" (exit {returncode})"
+        super().__init__(f"ffmpeg {operation} failed{exit_code}: {last}")
 
 
 @dataclass(frozen=True)
@@ -100,26 +127,14 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
     await proc.wait()
 
 
-async def run_process(args: Sequence[str], stdin: bytes | None = None,
-                      timeout: float = PROCESS_TIMEOUT) -> tuple[int, bytes, str]:
+async def run_process(args: Sequence[str], timeout: float = PROCESS_TIMEOUT
+                      ) -> tuple[int, bytes, str]:
     """Run a command; return (exit code, stdout, stderr tail). Killed on timeout or cancel."""
     proc = await asyncio.create_subprocess_exec(
-        *args,
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    return await _communicate(proc, stdin, timeout)
-
-
-async def _communicate(proc: asyncio.subprocess.Process, stdin: bytes | None,
-                       timeout: float) -> tuple[int, bytes, str]:
-    """Feed stdin, collect stdout and the stderr tail, wait for exit."""
+        *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
     try:
         async with asyncio.timeout(timeout):
-            if stdin is not None and proc.stdin is not None:
-                proc.stdin.write(stdin)
-                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                    await proc.stdin.drain()
-                proc.stdin.close()
             assert proc.stdout is not None and proc.stderr is not None
             out, err = await asyncio.gather(proc.stdout.read(), _read_tail(proc.stderr))
             code = await proc.wait()
@@ -129,28 +144,70 @@ async def _communicate(proc: asyncio.subprocess.Process, stdin: bytes | None,
     return code, out, err
 
 
-def _concat_list(path: Path, inpoint: float) -> bytes:
-    """Return an ffconcat script that opens ``path`` at ``inpoint`` seconds."""
-    quoted = str(path.resolve()).replace("'", "'\\''")
-    return f"ffconcat version 1.0\nfile 'file:{quoted}'\ninpoint {inpoint:.3f}\n".encode()
+def extract_thumbnail(path: Path, t: float, width: int, operation: str = "thumbnail") -> bytes:
+    """Return a JPEG, ``width`` pixels wide, of the frame shown at ``t`` seconds (blocking).
 
+    The same frame ``ffmpeg -ss T -i file -vframes 1`` gives: seek to the keyframe at or
+    before ``t``, decode forward and keep the first frame whose timestamp is >= ``t``
+    (the last frame if ``t`` falls inside it). Raises FFmpegError with FFmpeg's message
+    if the file can't be opened or no frame can be decoded.
 
-def build_thumbnail_args(ffmpeg_bin: str, width: int) -> list[str]:
-    """Return the warm-pool thumbnail command: read an ffconcat script on stdin, emit a JPEG.
-
-    ``-copyts`` keeps the timestamps relative to the inpoint, so ``select=gte(t,0)``
-    drops the frames decoded between the previous keyframe and the requested time:
-    the output is the exact frame, the same one ``ffmpeg -ss T -i file`` gives.
+    >>> from course_lib.service.testing import rendered_samples
+    >>> extract_thumbnail(rendered_samples() / "sample-1.mp4", 1.0, 160)[:2]
+    b'\\xff\\xd8'
     """
-    # threads=1 everywhere: one small frame gains nothing from threads, and creating
-    # them costs ~6 ms per process.
-    stream = ffmpeg.input("pipe:0", f="concat", safe=0, protocol_whitelist="file,pipe",
-                          copyts=None, threads=1)
-    return (stream.video.filter("select", "gte(t,0)").filter("scale", width, -2)
-            .output("pipe:1", vframes=1, format="image2", vcodec="mjpeg", threads=1,
-                    **{"q:v": 5})
-            .global_args("-hide_banner", "-loglevel", "error", "-filter_threads", "1")
-            .compile(cmd=ffmpeg_bin))
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise FFmpegError(operation, None, "no video stream")
+            stream = container.streams.video[0]
+            # One thread: a 160 px thumbnail gains nothing from frame threads, and
+            # starting them would cost more than the decode itself.
+            stream.codec_context.thread_count = 1
+            return _encode_jpeg(_frame_at(container, stream, t, operation), width)
+    except av.FFmpegError as exc:
+        # FFmpeg's own message ("Invalid data found when processing input"), without
+        # PyAV's errno and C function name, plus which file it was about.
+        raise FFmpegError(operation, None, f"{exc.strerror or exc} ({path.name})") from exc
+
+
+def _frame_at(container: av.container.InputContainer, stream: av.VideoStream, t: float,
+              operation: str) -> av.VideoFrame:
+    """Seek and decode forward to the frame shown at ``t`` seconds of ``stream``."""
+    assert stream.time_base is not None
+    target = (stream.start_time or 0) + round(t / stream.time_base)
+    container.seek(target, stream=stream, backward=True)  # the keyframe at or before
+    frame = None
+    bad: list[av.FFmpegError] = []
+    for packet in container.demux(stream):  # ends with an empty packet that flushes
+        try:
+            decoded = packet.decode()
+        except av.error.InvalidDataError as exc:
+            bad.append(exc)
+            if len(bad) >= MAX_BAD_PACKETS:
+                break
+            continue
+        for frame in decoded:
+            if frame.pts is None or frame.pts >= target:
+                return frame
+    if frame is None:  # nothing decodable from the keyframe on
+        raise bad[-1] if bad else FFmpegError(operation, None, "no frame decoded")
+    return frame  # t is inside the last frame
+
+
+def _encode_jpeg(frame: av.VideoFrame, width: int) -> bytes:
+    """Scale ``frame`` to ``width`` (even height, aspect kept) and encode it as a JPEG."""
+    # The CLI's scale=WIDTH:-2: height from the aspect ratio, rounded to an even number.
+    height = max(2, round(width * frame.height / (frame.width * 2)) * 2)
+    # yuvj420p (full range) is what the CLI converts to for mjpeg; bicubic is its scaler.
+    image = frame.reformat(width=width, height=height, format="yuvj420p",
+                           interpolation="BICUBIC", threads=1)
+    encoder = av.CodecContext.create("mjpeg", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuvj420p"
+    encoder.time_base = Fraction(1, 1)
+    encoder.thread_count = 1
+    encoder.options = {"qmin": str(THUMBNAIL_QSCALE), "qmax": str(THUMBNAIL_QSCALE)}
+    return b"".join(bytes(packet) for packet in [*encoder.encode(image), *encoder.encode(None)])
 
 
 def build_trim_args(ffmpeg_bin: str, src: Path, dst: Path, start: float, end: float) -> list[str]:
@@ -210,77 +267,40 @@ class Media:
 
     def __init__(self, metrics: VrewCraftMetrics, broken: Callable[[], bool],
                  ffmpeg_bin: str = "ffmpeg", ffprobe_bin: str = "ffprobe",
-                 thumbnail_width: int = 160, warm: int = 2, max_extractions: int = 4) -> None:
+                 thumbnail_width: int = 160, thumbnail_threads: int = 2) -> None:
         self.metrics = metrics
         self.broken = broken
         self.ffmpeg_bin = ffmpeg_bin
         self.ffprobe_bin = ffprobe_bin
         self.thumbnail_width = thumbnail_width
-        self.warm_target = warm
-        self._warm: deque[asyncio.subprocess.Process] = deque()
-        self._refills: set[asyncio.Task[None]] = set()
-        self._closed = False
-        # Bound concurrent extractions so a burst of misses can't fork-bomb a laptop.
-        self._extract_slots = asyncio.Semaphore(max_extractions)
+        self.thumbnail_threads = max(1, thumbnail_threads)
+        # Thumbnail decoding gets its own threads rather than asyncio.to_thread's shared
+        # default pool: SQLite queries run there, and must not queue behind a burst of
+        # cache misses. Created on first use (most Media objects never decode) and
+        # shut down by close().
+        self._decoder: ThreadPoolExecutor | None = None
+        # As many extractions at once as there are decoding threads: a burst of misses
+        # waits here, so vrewcraft_ffmpeg_jobs_active and the thumbnail ffmpeg duration
+        # count decoding, not time spent queued behind other decodes.
+        self._extract_slots = asyncio.Semaphore(self.thumbnail_threads)
 
     def _args(self, args: list[str]) -> list[str]:
         """Return ``args``, broken on purpose when the fault switch says so."""
         return [*args, BROKEN_OPTION] if self.broken() else args
 
-    # --- warm pool -------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Start filling the warm pool (call from a running event loop)."""
-        for _ in range(self.warm_target):
-            self._schedule_refill()
-
-    def _schedule_refill(self) -> None:
-        """Start one warm process in the background."""
-        if self._closed or self.warm_target <= 0:
-            return
-        task = asyncio.get_running_loop().create_task(self._refill())
-        self._refills.add(task)
-        task.add_done_callback(self._refills.discard)
-
-    async def _refill(self) -> None:
-        """Spawn one waiting thumbnail process and put it in the pool."""
-        proc = await self._spawn_thumbnail(background=True)
-        if self._closed:
-            await _kill(proc)
-        else:
-            self._warm.append(proc)
-
-    async def _spawn_thumbnail(self, background: bool = False) -> asyncio.subprocess.Process:
-        """Start a thumbnail process that waits for its ffconcat script on stdin.
-
-        Pool refills start at low priority (their expensive start-up is background work);
-        a process started because the pool is empty has a request waiting on it.
-        """
-        args = build_thumbnail_args(self.ffmpeg_bin, self.thumbnail_width)
-        if background:
-            args = _niced(args)
-        return await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
-
-    async def _take_thumbnail_process(self) -> asyncio.subprocess.Process:
-        """Return a warm process if one is ready (and refill), else start one cold."""
-        while self._warm:
-            proc = self._warm.popleft()
-            self._schedule_refill()
-            if proc.returncode is None:
-                return proc
-            await proc.wait()  # died while waiting (e.g. killed): use the next one
-        return await self._spawn_thumbnail()
+    def _decoder_pool(self) -> ThreadPoolExecutor:
+        """Return the thumbnail decoding threads, starting the pool if needed."""
+        if self._decoder is None:
+            self._decoder = ThreadPoolExecutor(max_workers=self.thumbnail_threads,
+                                               thread_name_prefix="vrewcraft-thumbnail")
+        return self._decoder
 
     async def close(self) -> None:
-        """Stop refilling and kill the waiting processes."""
-        self._closed = True
-        for task in list(self._refills):
-            task.cancel()
-        await asyncio.gather(*self._refills, return_exceptions=True)
-        while self._warm:
-            await _kill(self._warm.popleft())
+        """Stop the decoding threads (after any extraction still running)."""
+        decoder, self._decoder = self._decoder, None
+        if decoder is not None:
+            # In a thread: waiting for a running decode (a few ms) must not block the loop.
+            await asyncio.to_thread(decoder.shutdown, wait=True, cancel_futures=True)
 
     # --- operations ------------------------------------------------------------------
 
@@ -314,22 +334,19 @@ class Media:
 
     async def thumbnail(self, path: Path, t: float, duration: float,
                         operation: str = "thumbnail") -> bytes:
-        """Return a JPEG of the frame at ``t`` seconds (raises FFmpegError on failure)."""
-        # The last frame starts up to one frame before the end; don't seek past it.
-        inpoint = max(0.0, min(t, duration - 0.1))
+        """Return a JPEG of the frame at ``t`` seconds (raises FFmpegError on failure).
+
+        Decoded in-process with PyAV on the decoding threads (see the module doc).
+        ``t`` beyond the last frame's start gives the last frame; ``duration`` bounds it.
+        """
+        t = max(0.0, min(t, duration))
         async with self._extract_slots:
             with self.metrics.ffmpeg_job(operation):
                 if self.broken():
-                    proc_args = self._args(build_thumbnail_args(self.ffmpeg_bin,
-                                                                self.thumbnail_width))
-                    code, out, err = await run_process(proc_args, stdin=b"")
-                else:
-                    proc = await self._take_thumbnail_process()
-                    code, out, err = await _communicate(proc, _concat_list(path, inpoint),
-                                                        PROCESS_TIMEOUT)
-                if code != 0 or not out:
-                    raise FFmpegError(operation, code, err or "no frame decoded")
-        return out
+                    raise FFmpegError(operation, None, BROKEN_MESSAGE)
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._decoder_pool(), extract_thumbnail, path, t,
+                    self.thumbnail_width, operation)
 
     async def trim(self, src: Path, dst: Path, start: float, end: float,
                    on_progress: Callable[[float], Awaitable[None]]) -> None:
@@ -382,10 +399,10 @@ class Media:
 def _niced(args: list[str]) -> list[str]:
     """Return ``args`` run under ``nice -n 10`` (when available).
 
-    On a 2-core laptop, ffmpeg start-up (~100 ms of CPU per process, mostly dynamic
-    linking) would otherwise compete head-on with the Python process serving requests:
-    cache hits would queue behind misses and trims. At lower priority ffmpeg still gets
-    every idle cycle, and the API keeps its latency.
+    On a 2-core laptop, a trim (ffmpeg start-up, ~40 ms of CPU mostly spent on dynamic
+    linking, then a re-encode) would otherwise compete head-on with the Python process
+    serving requests: cache hits and thumbnail decodes would queue behind it. At lower
+    priority ffmpeg still gets every idle cycle, and the API keeps its latency.
     """
     nice = shutil.which("nice")
     return [nice, "-n", "10", *args] if nice else args

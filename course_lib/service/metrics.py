@@ -43,7 +43,9 @@ __all__ = ["VrewCraftMetrics", "register_default_collectors"]
 HTTP_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5)
 # Thumbnails: the target is p99 < 50 ms, so the buckets are dense around 0.05.
 THUMBNAIL_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1)
-# ffmpeg jobs (probe, thumbnail extraction, trim) take from half a second to a minute.
+# ffmpeg jobs: the seed's buckets, sized for trims (half a second to a minute). Probes
+# (~40 ms) and in-process thumbnail decodes (~5 ms) all land in the first bucket; for
+# thumbnail latency read the thumbnail histograms, whose buckets are made for it.
 FFMPEG_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60)
 # Uploads include the network transfer, so they are slower still.
 UPLOAD_BUCKETS = (0.5, 1, 2, 5, 10, 30)

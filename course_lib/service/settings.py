@@ -44,8 +44,9 @@ class Settings:
     sample_seconds: float = 6.0
     #: Width of generated thumbnails in pixels (height keeps the aspect ratio).
     thumbnail_width: int = 160
-    #: ffmpeg processes kept started and waiting, so a cache miss skips process start-up.
-    warm_ffmpeg: int = 4
+    #: Threads decoding thumbnails in-process (PyAV) at once: one per core of the course's
+    #: 2-core laptop. More would only queue on the CPU behind each other and the API.
+    thumbnail_threads: int = 2
     #: Trim jobs allowed to run at once; more wait in state "queued".
     max_concurrent_trims: int = 2
     #: False serves the same app without the HTTP metrics middleware (benchmark baseline).

@@ -1,5 +1,10 @@
 """Cached thumbnails: the Python twin of the seed's ``ThumbnailService`` (part 2.6).
 
+Like the seed's service, which calls a native addon (``native.extractThumbnail``), a
+miss decodes the frame in-process: with PyAV, FFmpeg's own libraries, on a small pool
+of decoding threads (``Media.thumbnail``). Spawning the ffmpeg CLI per miss cost ~40 ms
+of process start-up alone, most of a miss's latency; the decode itself takes ~5 ms.
+
 Every lookup increments ``vrewcraft_thumbnail_requests_total{cache_status}`` and is
 timed into ``vrewcraft_thumbnail_duration_seconds``; misses are also timed into
 ``vrewcraft_thumbnail_miss_duration_seconds`` so their latency isn't drowned by hits.
@@ -29,7 +34,7 @@ def thumbnail_key(video_id: str, t: float) -> str:
 
 
 class ThumbnailService:
-    """Serve thumbnails from the cache, extracting them with ffmpeg on a miss."""
+    """Serve thumbnails from the cache, decoding them in-process on a miss."""
 
     def __init__(self, cache: ThumbnailCache, media: Media, metrics: VrewCraftMetrics) -> None:
         self.cache = cache
@@ -38,8 +43,9 @@ class ThumbnailService:
         self.hits = 0
         self.misses = 0
         # Misses being extracted right now, by key: concurrent misses for the same frame
-        # wait for the one ffmpeg run instead of starting their own ("single flight").
-        # Without this, a hot frame requested 20 times while cold starts 20 ffmpegs.
+        # wait for the one extraction instead of starting their own ("single flight").
+        # Without this, a hot frame requested 20 times while cold is decoded 20 times,
+        # and the other misses queue behind those duplicates for the decoding threads.
         self._inflight: dict[str, asyncio.Future[bytes]] = {}
 
     async def get(self, video_id: str, path: Path, t: float, duration: float) -> tuple[bytes, bool]:
@@ -78,7 +84,7 @@ class ThumbnailService:
             done.exception()
 
     async def _extract(self, key: str, path: Path, t: float, duration: float) -> bytes:
-        """Run ffmpeg for one frame and store it in the cache."""
+        """Decode one frame and store it in the cache."""
         image = await self.media.thumbnail(path, t, duration)
         await self._cache_set(key, image)
         return image
