@@ -35,7 +35,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,7 @@ import httpx
 
 from course_lib.service.metrics import HTTP_BUCKETS, THUMBNAIL_BUCKETS
 from course_lib.service.testing import free_port
+from course_lib.supervisor import stop_child
 from course_lib.traffic import run_traffic
 
 HEY_RATE = 5.0  # req/s hey sends to each of its two URLs
@@ -72,12 +72,7 @@ def process(args: list[str], log: Path, env: dict[str, str] | None = None) -> It
         try:
             yield
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_child(proc, timeout=20)
 
 
 def service(port: int, data_dir: Path, log: Path, instrumented: bool = True):

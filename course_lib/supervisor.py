@@ -230,6 +230,16 @@ def stop_processes(records: Sequence[PidRecord], grace: float = 1.5) -> list[int
     return [r.pid for r in live]
 
 
+def stop_child(proc: subprocess.Popen, timeout: float = 10.0) -> int:
+    """SIGTERM a child process, SIGKILL it if it outlives ``timeout``; return its exit code."""
+    proc.terminate()
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
         os.killpg(pid, sig)

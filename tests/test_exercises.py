@@ -34,6 +34,7 @@ from course_lib.exercises import (
     register,
     solution,
 )
+from course_lib.supervisor import stop_child
 
 BUCKET = "prometheus_http_request_duration_seconds_bucket"
 APPENDED = "prometheus_tsdb_head_samples_appended_total"
@@ -79,12 +80,7 @@ scrape_configs:
         _wait_for_data(url, proc, tmp / "prometheus.log")
         yield SimpleNamespace(prometheus_url=url)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_child(proc)
         log.close()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ import time
 import httpx
 
 from course_lib.service.testing import env_without_redis, free_port
+from course_lib.supervisor import stop_child
 
 
 def start(data_dir, port):
@@ -37,13 +37,7 @@ def wait_healthy(proc, url, timeout=20.0) -> float:
 
 def stop(proc) -> int:
     """Send SIGTERM and return the exit code."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=15)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    return stop_child(proc, timeout=15)
 
 
 def test_cold_start_serves_metrics_and_stops_cleanly_then_reuses_samples(tmp_path):

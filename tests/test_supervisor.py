@@ -91,3 +91,15 @@ def test_log_tail_and_poll(tmp_path):
 
 def test_binary_version_reads_stderr_or_stdout():
     assert "Python" in supervisor.binary_version(sys.executable)
+
+
+def test_stop_child_terminates_or_kills_and_returns_the_exit_code():
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    assert supervisor.stop_child(polite, timeout=5) == -15
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                                 "print('armed', flush=True); time.sleep(60)"],
+                                stdout=subprocess.PIPE, text=True)
+    assert stubborn.stdout.readline().strip() == "armed"  # the handler is in place
+    assert supervisor.stop_child(stubborn, timeout=0.5) == -9
+    stubborn.stdout.close()

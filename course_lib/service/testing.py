@@ -20,6 +20,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from course_lib.supervisor import stop_child
+
 from .media import Media
 from .metrics import VrewCraftMetrics
 from .settings import Settings
@@ -113,12 +115,7 @@ def redis_server(workdir: Path) -> Iterator[str]:
             time.sleep(0.02)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_child(proc, timeout=5)
 
 
 def env_without_redis() -> dict[str, str]:
