@@ -77,8 +77,15 @@ def process(args: list[str], log: Path, env: dict[str, str] | None = None) -> It
 
 def service(port: int, data_dir: Path, log: Path, instrumented: bool = True):
     """Return a context manager running one service instance."""
-    args = [sys.executable, "-m", "course_lib.service", "--port", str(port),
-            "--data-dir", str(data_dir)]
+    args = [
+        sys.executable,
+        "-m",
+        "course_lib.service",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
     if not instrumented:
         args.append("--no-http-metrics")
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
@@ -92,11 +99,18 @@ def prometheus(port: int, target_port: int, workdir: Path):
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         "scrape_configs:\n  - job_name: vrewcraft-backend\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n")
+        f"    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n"
+    )
     binary = shutil.which("prometheus") or "prometheus"
-    return process([binary, f"--web.listen-address=127.0.0.1:{port}",
-                    f"--storage.tsdb.path={workdir / 'tsdb'}", f"--config.file={config}"],
-                   workdir / "prometheus.log")
+    return process(
+        [
+            binary,
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--config.file={config}",
+        ],
+        workdir / "prometheus.log",
+    )
 
 
 def promql(base: str, query: str, at: float) -> float:
@@ -124,8 +138,22 @@ def start_hey(url: str, seconds: float, rate: float) -> subprocess.Popen:
     """Start hey sending ``rate`` req/s to ``url`` for ``seconds``, CSV output."""
     workers = 2
     return subprocess.Popen(
-        ["hey", "-z", f"{int(seconds)}s", "-c", str(workers), "-q", str(rate / workers),
-         "-o", "csv", url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            "hey",
+            "-z",
+            f"{int(seconds)}s",
+            "-c",
+            str(workers),
+            "-q",
+            str(rate / workers),
+            "-o",
+            "csv",
+            url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def hey_latencies(proc: subprocess.Popen) -> tuple[list[float], dict[str, int]]:
@@ -140,16 +168,18 @@ def hey_latencies(proc: subprocess.Popen) -> tuple[list[float], dict[str, int]]:
 
 def wrk_rps(url: str, seconds: int = 4) -> float:
     """Return wrk's requests/s against ``url`` (1 thread, 8 connections)."""
-    out = subprocess.run(["wrk", "-t1", "-c8", f"-d{seconds}s", url], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t1", "-c8", f"-d{seconds}s", url], capture_output=True, text=True, check=True
+    ).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if match is None:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     return float(match.group(1))
 
 
-def wrk_overhead(with_url: str, without_url: str, rounds: int,
-                 seconds: int) -> tuple[list[float], list[float]]:
+def wrk_overhead(
+    with_url: str, without_url: str, rounds: int, seconds: int
+) -> tuple[list[float], list[float]]:
     """Return wrk req/s per round for both URLs, alternating ABBA (with, without, without,
     with, ...) so slow drift of the machine doesn't favour the side that runs first."""
     for url in (with_url, without_url):  # warm-up: connections, allocator, code caches
@@ -174,14 +204,27 @@ def asgi_costs_us(rounds: int = 20, calls: int = 2000) -> tuple[list[float], lis
     from course_lib.service.app import make_app
     from course_lib.service.settings import Settings
 
-    apps = [make_app(registry=CollectorRegistry(),
-                     settings=Settings(data_dir=Path(tempfile.mkdtemp()),
-                                       instrument_http=instrumented))
-            for instrumented in (True, False)]
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "GET", "scheme": "http", "path": "/healthz", "raw_path": b"/healthz",
-             "query_string": b"", "root_path": "", "headers": [],
-             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    apps = [
+        make_app(
+            registry=CollectorRegistry(),
+            settings=Settings(data_dir=Path(tempfile.mkdtemp()), instrument_http=instrumented),
+        )
+        for instrumented in (True, False)
+    ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/healthz",
+        "raw_path": b"/healthz",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
 
     async def receive() -> dict:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -235,8 +278,11 @@ def agree(a: float, b: float, buckets: tuple[float, ...]) -> str:
     if math.isnan(a) or math.isnan(b):
         return "n/a"
     gap = abs(bucket_index(a, buckets) - bucket_index(b, buckets))
-    return "yes (same bucket)" if gap == 0 else ("yes (adjacent)" if gap == 1 else
-                                                 f"NO ({gap} buckets apart)")
+    return (
+        "yes (same bucket)"
+        if gap == 0
+        else ("yes (adjacent)" if gap == 1 else f"NO ({gap} buckets apart)")
+    )
 
 
 def main() -> int:
@@ -246,10 +292,15 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=60.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=10.0, help="warm-up seconds")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--overhead-rounds", type=int, default=15,
-                        help="alternating wrk rounds per side for the overhead (default 15)")
-    parser.add_argument("--overhead-seconds", type=int, default=2,
-                        help="seconds per wrk round (default 2)")
+    parser.add_argument(
+        "--overhead-rounds",
+        type=int,
+        default=15,
+        help="alternating wrk rounds per side for the overhead (default 15)",
+    )
+    parser.add_argument(
+        "--overhead-seconds", type=int, default=2, help="seconds per wrk round (default 2)"
+    )
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     args = parser.parse_args()
     for tool in ("prometheus", "hey", "wrk", "ffmpeg"):
@@ -259,32 +310,46 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="vrewcraft-bench-"))
     p_svc, p_plain, p_prom = free_port(), free_port(), free_port()
     svc, plain, prom = (f"http://127.0.0.1:{p}" for p in (p_svc, p_plain, p_prom))
-    figures: dict[str, object] = {"rate": args.rate, "duration_s": args.duration,
-                                  "cpus": os.cpu_count()}
+    figures: dict[str, object] = {
+        "rate": args.rate,
+        "duration_s": args.duration,
+        "cpus": os.cpu_count(),
+    }
     try:
-        with service(p_svc, work / "svc", work / "svc.log"), \
-                service(p_plain, work / "plain", work / "plain.log", instrumented=False):
+        with (
+            service(p_svc, work / "svc", work / "svc.log"),
+            service(p_plain, work / "plain", work / "plain.log", instrumented=False),
+        ):
             wait_http(f"{svc}/healthz")
             wait_http(f"{plain}/healthz")
             with prometheus(p_prom, p_svc, work / "prom"):
                 wait_http(f"{prom}/-/ready")
 
                 print(f"warm-up: {args.warmup:.0f} s of the standard mix at {args.rate:.0f} req/s")
-                warm = run_traffic(svc, rate=args.rate, duration=args.warmup, seed=args.seed + 1,
-                                   progress=False)
+                warm = run_traffic(
+                    svc, rate=args.rate, duration=args.warmup, seed=args.seed + 1, progress=False
+                )
                 print(f"  {warm}")
 
                 thumb_url = f"{svc}/api/videos/sample-1/thumbnail?t=1.0"
                 list_url = f"{svc}/api/videos"
                 gen_rate = args.rate - 2 * HEY_RATE
-                print(f"measured: {args.duration:.0f} s, traffic generator {gen_rate:.0f} req/s "
-                      f"+ hey {HEY_RATE:.0f} req/s on each of 2 URLs = {args.rate:.0f} req/s")
+                print(
+                    f"measured: {args.duration:.0f} s, traffic generator {gen_rate:.0f} req/s "
+                    f"+ hey {HEY_RATE:.0f} req/s on each of 2 URLs = {args.rate:.0f} req/s"
+                )
                 time.sleep(2)  # let one scrape land before the window starts
                 start = time.time()
                 hey_list = start_hey(list_url, args.duration, HEY_RATE)
                 hey_thumb = start_hey(thumb_url, args.duration, HEY_RATE)
-                summary = run_traffic(svc, rate=gen_rate, duration=args.duration, seed=args.seed,
-                                      progress=True, progress_every=15)
+                summary = run_traffic(
+                    svc,
+                    rate=gen_rate,
+                    duration=args.duration,
+                    seed=args.seed,
+                    progress=True,
+                    progress_every=15,
+                )
                 list_lat, list_status = hey_latencies(hey_list)
                 thumb_lat, thumb_status = hey_latencies(hey_thumb)
                 end = start + args.duration
@@ -300,30 +365,47 @@ def main() -> int:
                 server = {
                     "api_p50": q(f"histogram_quantile(0.5, sum by (le) (rate({api}[{window}])))"),
                     "api_p99": q(f"histogram_quantile(0.99, sum by (le) (rate({api}[{window}])))"),
-                    "list_p99": q(f'histogram_quantile(0.99, sum by (le) (rate({http}'
-                                  f'{{route="/api/videos"}}[{window}])))'),
+                    "list_p99": q(
+                        f"histogram_quantile(0.99, sum by (le) (rate({http}"
+                        f'{{route="/api/videos"}}[{window}])))'
+                    ),
                     "thumb_route_p99": q(
-                        f'histogram_quantile(0.99, sum by (le) (rate({http}'
-                        f'{{route="/api/videos/{{video_id}}/thumbnail"}}[{window}])))'),
-                    "thumb_p50": q("histogram_quantile(0.5, sum by (le) (rate("
-                                   f"vrewcraft_thumbnail_duration_seconds_bucket[{window}])))"),
-                    "thumb_p99": q("histogram_quantile(0.99, sum by (le) (rate("
-                                   f"vrewcraft_thumbnail_duration_seconds_bucket[{window}])))"),
-                    "miss_p50": q("histogram_quantile(0.5, sum by (le) (rate("
-                                  f"vrewcraft_thumbnail_miss_duration_seconds_bucket[{window}])))"),
-                    "miss_p99": q("histogram_quantile(0.99, sum by (le) (rate("
-                                  f"vrewcraft_thumbnail_miss_duration_seconds_bucket[{window}])))"),
-                    "hit_ratio": q('sum(increase(vrewcraft_thumbnail_requests_total'
-                                   f'{{cache_status="hit"}}[{window}])) / sum(increase('
-                                   f'vrewcraft_thumbnail_requests_total[{window}]))'),
-                    "error_ratio": q('(sum(rate(vrewcraft_http_requests_total{status_code=~"5.."}'
-                                     f'[{window}])) or vector(0)) / sum(rate('
-                                     f'vrewcraft_http_requests_total[{window}]))'),
-                    "req_rate": q(f"sum(rate(vrewcraft_http_requests_total{{route!=\"/metrics\"}}"
-                                  f"[{window}]))"),
+                        f"histogram_quantile(0.99, sum by (le) (rate({http}"
+                        f'{{route="/api/videos/{{video_id}}/thumbnail"}}[{window}])))'
+                    ),
+                    "thumb_p50": q(
+                        "histogram_quantile(0.5, sum by (le) (rate("
+                        f"vrewcraft_thumbnail_duration_seconds_bucket[{window}])))"
+                    ),
+                    "thumb_p99": q(
+                        "histogram_quantile(0.99, sum by (le) (rate("
+                        f"vrewcraft_thumbnail_duration_seconds_bucket[{window}])))"
+                    ),
+                    "miss_p50": q(
+                        "histogram_quantile(0.5, sum by (le) (rate("
+                        f"vrewcraft_thumbnail_miss_duration_seconds_bucket[{window}])))"
+                    ),
+                    "miss_p99": q(
+                        "histogram_quantile(0.99, sum by (le) (rate("
+                        f"vrewcraft_thumbnail_miss_duration_seconds_bucket[{window}])))"
+                    ),
+                    "hit_ratio": q(
+                        "sum(increase(vrewcraft_thumbnail_requests_total"
+                        f'{{cache_status="hit"}}[{window}])) / sum(increase('
+                        f"vrewcraft_thumbnail_requests_total[{window}]))"
+                    ),
+                    "error_ratio": q(
+                        '(sum(rate(vrewcraft_http_requests_total{status_code=~"5.."}'
+                        f"[{window}])) or vector(0)) / sum(rate("
+                        f"vrewcraft_http_requests_total[{window}]))"
+                    ),
+                    "req_rate": q(
+                        f'sum(rate(vrewcraft_http_requests_total{{route!="/metrics"}}[{window}]))'
+                    ),
                     # The seed's un-aggregated form: one quantile per series (erratum 1).
                     "seed_form_series": q(
-                        f"count(histogram_quantile(0.99, rate({http}[{window}])))"),
+                        f"count(histogram_quantile(0.99, rate({http}[{window}])))"
+                    ),
                 }
                 client_thumb = list(summary.latencies.get("thumbnail", []))
                 client_api = [v for k, d in summary.latencies.items() if k != "healthz" for v in d]
@@ -339,10 +421,13 @@ def main() -> int:
             # Prometheus has stopped (its scrapes hit the instrumented service only); let
             # the mix's last trims finish, for the same reason.
             wait_idle(svc)
-            print(f"overhead: wrk -t1 -c8 on /healthz, instrumented vs not, "
-                  f"{args.overhead_rounds} x {args.overhead_seconds} s each, alternating ABBA")
-            with_metrics, without = wrk_overhead(f"{svc}/healthz", f"{plain}/healthz",
-                                                 args.overhead_rounds, args.overhead_seconds)
+            print(
+                f"overhead: wrk -t1 -c8 on /healthz, instrumented vs not, "
+                f"{args.overhead_rounds} x {args.overhead_seconds} s each, alternating ABBA"
+            )
+            with_metrics, without = wrk_overhead(
+                f"{svc}/healthz", f"{plain}/healthz", args.overhead_rounds, args.overhead_seconds
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rps_with, rps_without = statistics.median(with_metrics), statistics.median(without)
@@ -353,64 +438,103 @@ def main() -> int:
     us_with, us_without = statistics.median(asgi_with), statistics.median(asgi_without)
     paired_us = [w - o for w, o in zip(asgi_with, asgi_without, strict=True)]
 
-    figures.update({"server": server, "client": client,
-                    "hey_status": {"list": list_status, "thumbnail": thumb_status},
-                    "generator": summary.as_dict(),
-                    "overhead": {"rps_with": rps_with, "rps_without": rps_without,
-                                 "loss": overhead, "paired_loss": statistics.median(paired),
-                                 "runs_with": with_metrics, "runs_without": without,
-                                 "asgi_us_with": us_with, "asgi_us_without": us_without,
-                                 "asgi_paired_us": statistics.median(paired_us),
-                                 "asgi_runs_with": asgi_with,
-                                 "asgi_runs_without": asgi_without}})
+    figures.update(
+        {
+            "server": server,
+            "client": client,
+            "hey_status": {"list": list_status, "thumbnail": thumb_status},
+            "generator": summary.as_dict(),
+            "overhead": {
+                "rps_with": rps_with,
+                "rps_without": rps_without,
+                "loss": overhead,
+                "paired_loss": statistics.median(paired),
+                "runs_with": with_metrics,
+                "runs_without": without,
+                "asgi_us_with": us_with,
+                "asgi_us_without": us_without,
+                "asgi_paired_us": statistics.median(paired_us),
+                "asgi_runs_with": asgi_with,
+                "asgi_runs_without": asgi_without,
+            },
+        }
+    )
 
     ok = "PASS"
     bad = "FAIL"
     print()
-    print(f"== VrewCraft benchmark: {args.rate:.0f} req/s for {args.duration:.0f} s "
-          f"on {os.cpu_count()} CPUs ==")
-    print(f"achieved rate (Prometheus, excl. /metrics): {server['req_rate']:.1f} req/s; "
-          f"5xx ratio {server['error_ratio']:.2%}")
-    print(f"API p99 (histogram_quantile, sum by le, /api/*):  {fmt_ms(server['api_p99'])}  "
-          f"target < 200 ms: {ok if server['api_p99'] < 0.2 else bad}   "
-          f"(p50 {fmt_ms(server['api_p50'])})")
-    print(f"  client-side, traffic generator (all API kinds):   "
-          f"{fmt_ms(client['generator_api_p99'])}  agree within one bucket: "
-          f"{agree(server['api_p99'], client['generator_api_p99'], HTTP_BUCKETS)}")
-    print(f"  GET /api/videos p99: Prometheus {fmt_ms(server['list_p99'])} vs hey "
-          f"{fmt_ms(client['hey_list_p99'])} -> "
-          f"{agree(server['list_p99'], client['hey_list_p99'], HTTP_BUCKETS)}")
-    print(f"thumbnail p99 (vrewcraft_thumbnail_duration_seconds): {fmt_ms(server['thumb_p99'])}"
-          f"  target < 50 ms: {ok if server['thumb_p99'] < 0.05 else bad}   "
-          f"(p50 {fmt_ms(server['thumb_p50'])})")
-    print(f"  client-side, traffic generator thumbnails:        "
-          f"{fmt_ms(client['generator_thumb_p99'])}  agree within one bucket: "
-          f"{agree(server['thumb_p99'], client['generator_thumb_p99'], THUMBNAIL_BUCKETS)}")
-    print(f"  hot thumbnail URL p99: Prometheus route p99 {fmt_ms(server['thumb_route_p99'])}"
-          f" vs hey {fmt_ms(client['hey_thumb_p99'])} (hey's URL is always a hit)")
-    print(f"cache hit ratio (PromQL from counters): {server['hit_ratio']:.1%}  target > 80%: "
-          f"{ok if server['hit_ratio'] > 0.8 else bad}  (generator saw "
-          f"{client['generator_hit_ratio']:.1%}; the PromQL figure includes hey's always-hit URL)")
-    print(f"thumbnail cache-miss latency: p50 {fmt_ms(server['miss_p50'])}, p99 "
-          f"{fmt_ms(server['miss_p99'])}  goal p99 <= 50 ms: "
-          f"{ok if server['miss_p99'] <= 0.05 else bad}")
+    print(
+        f"== VrewCraft benchmark: {args.rate:.0f} req/s for {args.duration:.0f} s "
+        f"on {os.cpu_count()} CPUs =="
+    )
+    print(
+        f"achieved rate (Prometheus, excl. /metrics): {server['req_rate']:.1f} req/s; "
+        f"5xx ratio {server['error_ratio']:.2%}"
+    )
+    print(
+        f"API p99 (histogram_quantile, sum by le, /api/*):  {fmt_ms(server['api_p99'])}  "
+        f"target < 200 ms: {ok if server['api_p99'] < 0.2 else bad}   "
+        f"(p50 {fmt_ms(server['api_p50'])})"
+    )
+    print(
+        f"  client-side, traffic generator (all API kinds):   "
+        f"{fmt_ms(client['generator_api_p99'])}  agree within one bucket: "
+        f"{agree(server['api_p99'], client['generator_api_p99'], HTTP_BUCKETS)}"
+    )
+    print(
+        f"  GET /api/videos p99: Prometheus {fmt_ms(server['list_p99'])} vs hey "
+        f"{fmt_ms(client['hey_list_p99'])} -> "
+        f"{agree(server['list_p99'], client['hey_list_p99'], HTTP_BUCKETS)}"
+    )
+    print(
+        f"thumbnail p99 (vrewcraft_thumbnail_duration_seconds): {fmt_ms(server['thumb_p99'])}"
+        f"  target < 50 ms: {ok if server['thumb_p99'] < 0.05 else bad}   "
+        f"(p50 {fmt_ms(server['thumb_p50'])})"
+    )
+    print(
+        f"  client-side, traffic generator thumbnails:        "
+        f"{fmt_ms(client['generator_thumb_p99'])}  agree within one bucket: "
+        f"{agree(server['thumb_p99'], client['generator_thumb_p99'], THUMBNAIL_BUCKETS)}"
+    )
+    print(
+        f"  hot thumbnail URL p99: Prometheus route p99 {fmt_ms(server['thumb_route_p99'])}"
+        f" vs hey {fmt_ms(client['hey_thumb_p99'])} (hey's URL is always a hit)"
+    )
+    print(
+        f"cache hit ratio (PromQL from counters): {server['hit_ratio']:.1%}  target > 80%: "
+        f"{ok if server['hit_ratio'] > 0.8 else bad}  (generator saw "
+        f"{client['generator_hit_ratio']:.1%}; the PromQL figure includes hey's always-hit URL)"
+    )
+    print(
+        f"thumbnail cache-miss latency: p50 {fmt_ms(server['miss_p50'])}, p99 "
+        f"{fmt_ms(server['miss_p99'])}  goal p99 <= 50 ms: "
+        f"{ok if server['miss_p99'] <= 0.05 else bad}"
+    )
     (w_q1, w_q3), (o_q1, o_q3) = iqr(with_metrics), iqr(without)
     p_med, (p_q1, p_q3) = statistics.median(paired), iqr(paired)
-    print(f"instrumentation overhead on /healthz: {rps_with:.0f} req/s with metrics vs "
-          f"{rps_without:.0f} without (medians) -> {overhead:+.1%} loss  target <= 5%: "
-          f"{ok if overhead <= 0.05 else bad}")
-    print(f"  spread (IQR): with {w_q1:.0f}-{w_q3:.0f}, without {o_q1:.0f}-{o_q3:.0f} req/s; "
-          f"paired per-round loss median {p_med:+.1%} (IQR {p_q1:+.1%} to {p_q3:+.1%}, "
-          f"range {min(paired):+.1%} to {max(paired):+.1%}, {len(paired)} rounds)")
+    print(
+        f"instrumentation overhead on /healthz: {rps_with:.0f} req/s with metrics vs "
+        f"{rps_without:.0f} without (medians) -> {overhead:+.1%} loss  target <= 5%: "
+        f"{ok if overhead <= 0.05 else bad}"
+    )
+    print(
+        f"  spread (IQR): with {w_q1:.0f}-{w_q3:.0f}, without {o_q1:.0f}-{o_q3:.0f} req/s; "
+        f"paired per-round loss median {p_med:+.1%} (IQR {p_q1:+.1%} to {p_q3:+.1%}, "
+        f"range {min(paired):+.1%} to {max(paired):+.1%}, {len(paired)} rounds)"
+    )
     (aw_q1, aw_q3), (ao_q1, ao_q3) = iqr(asgi_with), iqr(asgi_without)
     d_med, (d_q1, d_q3) = statistics.median(paired_us), iqr(paired_us)
-    print(f"  in-process (no network): {us_with:.1f} us per /healthz call with metrics "
-          f"(IQR {aw_q1:.1f}-{aw_q3:.1f}) vs {us_without:.1f} us without "
-          f"(IQR {ao_q1:.1f}-{ao_q3:.1f}) -> {us_with - us_without:+.1f} us per request "
-          f"(paired rounds: median {d_med:+.1f}, IQR {d_q1:+.1f} to {d_q3:+.1f}); over HTTP "
-          f"that is {(us_with - us_without) / (1e6 / rps_without):+.1%} of a request")
-    print(f"seed's un-aggregated p99 query returns {server['seed_form_series']:.0f} series "
-          f"(one per method/route/status), not one number")
+    print(
+        f"  in-process (no network): {us_with:.1f} us per /healthz call with metrics "
+        f"(IQR {aw_q1:.1f}-{aw_q3:.1f}) vs {us_without:.1f} us without "
+        f"(IQR {ao_q1:.1f}-{ao_q3:.1f}) -> {us_with - us_without:+.1f} us per request "
+        f"(paired rounds: median {d_med:+.1f}, IQR {d_q1:+.1f} to {d_q3:+.1f}); over HTTP "
+        f"that is {(us_with - us_without) / (1e6 / rps_without):+.1%} of a request"
+    )
+    print(
+        f"seed's un-aggregated p99 query returns {server['seed_form_series']:.0f} series "
+        f"(one per method/route/status), not one number"
+    )
     if args.json:
         print(json.dumps(figures, indent=2, default=str))
     return 0

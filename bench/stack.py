@@ -46,12 +46,17 @@ def main() -> None:
                 t0 = time.perf_counter()
                 stack.down(cfg)
                 down.append(time.perf_counter() - t0)
-            print(f"run {run + 1}: cold up {cold[-1]:.2f}s  warm up {warm[-1]:.2f}s  "
-                  f"down {down[-1]:.2f}s  ({len(answered)} targets up)", flush=True)
+            print(
+                f"run {run + 1}: cold up {cold[-1]:.2f}s  warm up {warm[-1]:.2f}s  "
+                f"down {down[-1]:.2f}s  ({len(answered)} targets up)",
+                flush=True,
+            )
 
     for name, values in (("cold up", cold), ("warm up", warm), ("down", down)):
-        print(f"{name:8s} median {statistics.median(values):.2f}s  "
-              f"min {min(values):.2f}s  max {max(values):.2f}s")
+        print(
+            f"{name:8s} median {statistics.median(values):.2f}s  "
+            f"min {min(values):.2f}s  max {max(values):.2f}s"
+        )
 
 
 if __name__ == "__main__":

@@ -73,16 +73,24 @@ class StackConfig:
         for name, default in DEFAULT_PORTS.items():
             ports[name] = _int_setting(env, port_env_var(name), str(default + offset))
         state_dir = Path(env.get("COURSE_STATE_DIR") or repo_root() / ".course").resolve()
-        external = {name: env[var].rstrip("/") for name, var in EXTERNAL_URL_VARS.items()
-                    if env.get(var)}
+        external = {
+            name: env[var].rstrip("/") for name, var in EXTERNAL_URL_VARS.items() if env.get(var)
+        }
         try:
             traffic_rate = float(env.get("COURSE_TRAFFIC_RATE", "5"))
         except ValueError:
-            raise ValueError(f"COURSE_TRAFFIC_RATE={env['COURSE_TRAFFIC_RATE']!r} is not a "
-                             "number of requests per second, e.g. 5.") from None
-        return cls(state_dir=state_dir, ports=ports, external_urls=external,
-                   service=_flag(env, "COURSE_SERVICE"), traffic=_flag(env, "COURSE_TRAFFIC"),
-                   traffic_rate=traffic_rate)
+            raise ValueError(
+                f"COURSE_TRAFFIC_RATE={env['COURSE_TRAFFIC_RATE']!r} is not a "
+                "number of requests per second, e.g. 5."
+            ) from None
+        return cls(
+            state_dir=state_dir,
+            ports=ports,
+            external_urls=external,
+            service=_flag(env, "COURSE_SERVICE"),
+            traffic=_flag(env, "COURSE_TRAFFIC"),
+            traffic_rate=traffic_rate,
+        )
 
     @property
     def external(self) -> bool:
@@ -134,8 +142,9 @@ def _int_setting(env: Mapping[str, str], var: str, default: str) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"{var}={raw!r} is not a whole number; set it to a port such as "
-                         f"{default}, or unset it.") from None
+        raise ValueError(
+            f"{var}={raw!r} is not a whole number; set it to a port such as {default}, or unset it."
+        ) from None
     if not 0 <= value <= 65535:
         raise ValueError(f"{var}={value} is outside 0-65535; choose a free TCP port.")
     return value

@@ -25,9 +25,21 @@ from typing import Any
 import pandas as pd
 import requests
 
-__all__ = ["CATALOG", "api", "delete_push", "fetch_text", "line_plot", "make_clip", "push",
-           "raw_samples", "samples", "series_names", "targets", "wait_for_job",
-           "wait_for_scrape"]
+__all__ = [
+    "CATALOG",
+    "api",
+    "delete_push",
+    "fetch_text",
+    "line_plot",
+    "make_clip",
+    "push",
+    "raw_samples",
+    "samples",
+    "series_names",
+    "targets",
+    "wait_for_job",
+    "wait_for_scrape",
+]
 
 TIMEOUT = 15.0
 
@@ -39,10 +51,13 @@ CATALOG: dict[str, tuple[str, tuple[str, ...], tuple[float, ...] | None]] = {
     "vrewcraft_thumbnail_requests_total": ("counter", ("cache_status",), None),
     "vrewcraft_ffmpeg_errors_total": ("counter", ("operation",), None),
     "vrewcraft_http_request_duration_seconds": (
-        "histogram", ("method", "route", "status_code"), (.001, .005, .01, .05, .1, .5, 1, 5)),
-    "vrewcraft_thumbnail_duration_seconds": ("histogram", (), (.01, .02, .05, .1, .2, .5, 1)),
-    "vrewcraft_ffmpeg_duration_seconds": ("histogram", ("operation",), (.5, 1, 2, 5, 10, 30, 60)),
-    "vrewcraft_upload_duration_seconds": ("histogram", (), (.5, 1, 2, 5, 10, 30)),
+        "histogram",
+        ("method", "route", "status_code"),
+        (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5),
+    ),
+    "vrewcraft_thumbnail_duration_seconds": ("histogram", (), (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1)),
+    "vrewcraft_ffmpeg_duration_seconds": ("histogram", ("operation",), (0.5, 1, 2, 5, 10, 30, 60)),
+    "vrewcraft_upload_duration_seconds": ("histogram", (), (0.5, 1, 2, 5, 10, 30)),
     "vrewcraft_websocket_connections": ("gauge", (), None),
     "vrewcraft_ffmpeg_jobs_active": ("gauge", (), None),
     "vrewcraft_thumbnail_cache_hit_ratio": ("gauge", (), None),
@@ -67,12 +82,18 @@ def api(stack: Any, path: str, **params: Any) -> Any:
 
 def targets(stack: Any) -> pd.DataFrame:
     """Return Prometheus' active scrape targets: job, instance, health, interval, last error."""
-    rows = [{"job": t["labels"].get("job"), "instance": t["labels"].get("instance"),
-             "health": t["health"], "scrape_url": t["scrapeUrl"],
-             "scrape_interval": t.get("scrapeInterval"),
-             "last_scrape_seconds": t.get("lastScrapeDuration"),
-             "last_error": t.get("lastError", "")}
-            for t in api(stack, "targets", state="active")["activeTargets"]]
+    rows = [
+        {
+            "job": t["labels"].get("job"),
+            "instance": t["labels"].get("instance"),
+            "health": t["health"],
+            "scrape_url": t["scrapeUrl"],
+            "scrape_interval": t.get("scrapeInterval"),
+            "last_scrape_seconds": t.get("lastScrapeDuration"),
+            "last_error": t.get("lastError", ""),
+        }
+        for t in api(stack, "targets", state="active")["activeTargets"]
+    ]
     return pd.DataFrame(rows).sort_values("job").reset_index(drop=True)
 
 
@@ -99,9 +120,12 @@ def wait_for_scrape(stack: Any, job: str, timeout: float = 30.0) -> float:
     Everything the target did before the call is then in Prometheus: no sleeping, no guessing.
     """
     started = time.time()
-    stack.wait_for(f'timestamp(up{{job="{job}"}})',
-                   lambda df: not df.empty and df["value"].min() >= started,
-                   timeout=timeout, interval=0.2)
+    stack.wait_for(
+        f'timestamp(up{{job="{job}"}})',
+        lambda df: not df.empty and df["value"].min() >= started,
+        timeout=timeout,
+        interval=0.2,
+    )
     return started
 
 
@@ -111,8 +135,13 @@ def _selector(job: str, grouping_key: Mapping[str, str] | None) -> str:
     return "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
 
 
-def push(stack: Any, registry: Any, job: str, grouping_key: Mapping[str, str] | None = None,
-         timeout: float = 30.0) -> pd.DataFrame:
+def push(
+    stack: Any,
+    registry: Any,
+    job: str,
+    grouping_key: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> pd.DataFrame:
     """Push ``registry`` to the Pushgateway as group ``job`` and wait until Prometheus scraped it.
 
     The Pushgateway stamps every group with ``push_time_seconds``; the push has
@@ -122,23 +151,33 @@ def push(stack: Any, registry: Any, job: str, grouping_key: Mapping[str, str] | 
     from prometheus_client import push_to_gateway
 
     started = time.time()
-    push_to_gateway(stack.pushgateway_url, job=job, registry=registry,
-                    grouping_key=dict(grouping_key or {}), timeout=TIMEOUT)
-    return stack.wait_for(f"push_time_seconds{_selector(job, grouping_key)}",
-                          lambda df: not df.empty and df["value"].max() >= started,
-                          timeout=timeout, interval=0.2)
+    push_to_gateway(
+        stack.pushgateway_url,
+        job=job,
+        registry=registry,
+        grouping_key=dict(grouping_key or {}),
+        timeout=TIMEOUT,
+    )
+    return stack.wait_for(
+        f"push_time_seconds{_selector(job, grouping_key)}",
+        lambda df: not df.empty and df["value"].max() >= started,
+        timeout=timeout,
+        interval=0.2,
+    )
 
 
-def delete_push(stack: Any, job: str, grouping_key: Mapping[str, str] | None = None,
-                timeout: float = 30.0) -> None:
+def delete_push(
+    stack: Any, job: str, grouping_key: Mapping[str, str] | None = None, timeout: float = 30.0
+) -> None:
     """Delete a Pushgateway group and wait until Prometheus has scraped the Pushgateway without it.
 
     From then on the group's series get no new samples (Prometheus marks them stale).
     """
     from prometheus_client import delete_from_gateway
 
-    delete_from_gateway(stack.pushgateway_url, job=job, grouping_key=dict(grouping_key or {}),
-                        timeout=TIMEOUT)
+    delete_from_gateway(
+        stack.pushgateway_url, job=job, grouping_key=dict(grouping_key or {}), timeout=TIMEOUT
+    )
     wait_for_scrape(stack, "pushgateway", timeout=timeout)
 
 
@@ -155,8 +194,17 @@ def samples(source: Any) -> pd.DataFrame:
         families = list(text_string_to_metric_families(text))
     else:
         families = list(source.collect())
-    rows = [{"family": f.name, "type": f.type, "name": s.name, "labels": dict(s.labels),
-             "value": float(s.value)} for f in families for s in f.samples]
+    rows = [
+        {
+            "family": f.name,
+            "type": f.type,
+            "name": s.name,
+            "labels": dict(s.labels),
+            "value": float(s.value),
+        }
+        for f in families
+        for s in f.samples
+    ]
     return pd.DataFrame(rows, columns=["family", "type", "name", "labels", "value"])
 
 
@@ -166,16 +214,24 @@ def raw_samples(stack: Any, selector: str, window: str, at: float) -> pd.DataFra
     This is what ``rate()`` and ``increase()`` see: the scraped values inside the window.
     """
     data = api(stack, "query", query=f"{selector}[{window}]", time=at)
-    rows = [{**s["metric"], "timestamp": float(ts), "value": float(v)}
-            for s in data["result"] for ts, v in s["values"]]
+    rows = [
+        {**s["metric"], "timestamp": float(ts), "value": float(v)}
+        for s in data["result"]
+        for ts, v in s["values"]
+    ]
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame({"timestamp": pd.Series(dtype=float), "value": pd.Series(dtype=float)})
     return df.sort_values("timestamp").reset_index(drop=True)
 
 
-def line_plot(df: pd.DataFrame, title: str, color: str | None = None, y_title: str = "value",
-              min_points: int = 2):
+def line_plot(
+    df: pd.DataFrame,
+    title: str,
+    color: str | None = None,
+    y_title: str = "value",
+    min_points: int = 2,
+):
     """Return a plotly line chart of a ``query_range`` DataFrame (timestamp, value, labels).
 
     Refuses (AssertionError) data a chart would hide problems in: fewer than
@@ -188,8 +244,12 @@ def line_plot(df: pd.DataFrame, title: str, color: str | None = None, y_title: s
     if color is not None:
         assert color in df.columns, f"{title}: no label {color!r} in {list(df.columns)}"
     fig = px.line(df, x="timestamp", y="value", color=color, markers=True, title=title)
-    fig.update_layout(yaxis_title=y_title, xaxis_title="time (UTC)", height=360,
-                      margin={"l": 40, "r": 20, "t": 50, "b": 40})
+    fig.update_layout(
+        yaxis_title=y_title,
+        xaxis_title="time (UTC)",
+        height=360,
+        margin={"l": 40, "r": 20, "t": 50, "b": 40},
+    )
     return fig
 
 
@@ -199,10 +259,26 @@ def make_clip(path: Any, seconds: float = 1.0) -> Any:
     from pathlib import Path
 
     path = Path(path)
-    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi",
-                    "-i", f"testsrc2=size=160x90:rate=10:duration={seconds}",
-                    "-pix_fmt", "yuv420p", "-g", "10", str(path)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size=160x90:rate=10:duration={seconds}",
+            "-pix_fmt",
+            "yuv420p",
+            "-g",
+            "10",
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return path
 
 

@@ -66,10 +66,12 @@ def query_raw(url: str, promql: str, time: TimeLike | None = None) -> tuple[str,
     except requests.RequestException as exc:
         raise PrometheusUnreachable(
             f"Prometheus at {url} is not reachable ({type(exc).__name__}): start the stack "
-            "(`make lab`, or run the notebook's stack check cell) and try again.") from None
+            "(`make lab`, or run the notebook's stack check cell) and try again."
+        ) from None
     except ValueError:
-        raise PrometheusUnreachable(f"{url} did not answer like Prometheus "
-                                    f"(HTTP {resp.status_code}).") from None
+        raise PrometheusUnreachable(
+            f"{url} did not answer like Prometheus (HTTP {resp.status_code})."
+        ) from None
     if body.get("status") != "success":
         detail = f"{body.get('errorType', 'error')}: {body.get('error')}"
         raise PromQLError(f"Prometheus at {url} rejected the query {promql!r}: {detail}", detail)
@@ -85,13 +87,16 @@ def query(url: str, promql: str, time: TimeLike | None = None) -> pd.DataFrame:
     result_type, result = query_raw(url, promql, time)
     if result_type in ("scalar", "string"):
         result = [{"metric": {}, "value": result}]
-    rows = [{**series["metric"], "timestamp": series["value"][0], "value": series["value"][1]}
-            for series in result]
+    rows = [
+        {**series["metric"], "timestamp": series["value"][0], "value": series["value"][1]}
+        for series in result
+    ]
     return _tidy(rows)
 
 
-def query_range(url: str, promql: str, start: TimeLike, end: TimeLike,
-                step: str | float = "15s") -> pd.DataFrame:
+def query_range(
+    url: str, promql: str, start: TimeLike, end: TimeLike, step: str | float = "15s"
+) -> pd.DataFrame:
     """Evaluate a range query and return one row per series per step.
 
     >>> query_range(url, "up", start=now - 600, end=now, step="30s")  # doctest: +SKIP
@@ -99,11 +104,15 @@ def query_range(url: str, promql: str, start: TimeLike, end: TimeLike,
     step_text = f"{step}s" if isinstance(step, int | float) else step
     try:
         result = client(url).custom_query_range(
-            promql, start_time=to_datetime(start), end_time=to_datetime(end), step=step_text)
+            promql, start_time=to_datetime(start), end_time=to_datetime(end), step=step_text
+        )
     except PrometheusApiClientException as exc:
         raise PromQLError(f"Prometheus at {url} rejected the query {promql!r}: {exc}") from None
-    rows = [{**series["metric"], "timestamp": ts, "value": value}
-            for series in result for ts, value in series["values"]]
+    rows = [
+        {**series["metric"], "timestamp": ts, "value": value}
+        for series in result
+        for ts, value in series["values"]
+    ]
     return _tidy(rows)
 
 
@@ -117,10 +126,14 @@ def last(window: timedelta | float, end: TimeLike | None = None) -> tuple[dateti
 def _tidy(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
-        return pd.DataFrame({"timestamp": pd.Series(dtype="datetime64[ns, UTC]"),
-                             "value": pd.Series(dtype=float)})
+        return pd.DataFrame(
+            {"timestamp": pd.Series(dtype="datetime64[ns, UTC]"), "value": pd.Series(dtype=float)}
+        )
     df["timestamp"] = pd.to_datetime(df["timestamp"].astype(float), unit="s", utc=True)
     df["value"] = df["value"].astype(float)
     labels = sorted(c for c in df.columns if c not in ("timestamp", "value"))
-    return df[[*labels, "timestamp", "value"]].sort_values([*labels, "timestamp"]).reset_index(
-        drop=True)
+    return (
+        df[[*labels, "timestamp", "value"]]
+        .sort_values([*labels, "timestamp"])
+        .reset_index(drop=True)
+    )

@@ -84,20 +84,29 @@ def metric_kind(name: str | None, metric_types: Mapping[str, str] | None = None)
     types = {k: v.lower() for k, v in (metric_types or {}).items()}
     if name in types:
         declared = types[name]
-        return "gauge" if declared in ("gauge", "untyped", "unknown", "info", "stateset") \
+        return (
+            "gauge"
+            if declared in ("gauge", "untyped", "unknown", "info", "stateset")
             else "counter"
+        )
     for suffix in COUNTER_SUFFIXES:
         base = name.removesuffix(suffix)
-        if base != name and (types.get(base) in ("histogram", "summary", "counter")
-                             or base + "_total" in types):
+        if base != name and (
+            types.get(base) in ("histogram", "summary", "counter") or base + "_total" in types
+        ):
             return "counter"
     if name.endswith(COUNTER_SUFFIXES):
         return "counter"
     return "gauge"
 
 
-def hints(query: str, scrape_interval: float = 5.0, *, for_alert: bool = False,
-          metric_types: Mapping[str, str] | None = None) -> list[Hint]:
+def hints(
+    query: str,
+    scrape_interval: float = 5.0,
+    *,
+    for_alert: bool = False,
+    metric_types: Mapping[str, str] | None = None,
+) -> list[Hint]:
     """Return the mistakes found in ``query``, most specific first (empty list: none found).
 
     ``scrape_interval`` is in seconds; ``for_alert`` adds the checks that only
@@ -133,6 +142,7 @@ def alert_hints(query: str, scrape_interval: float = 5.0, **kwargs) -> list[Hint
 
 
 # --- AST helpers ---------------------------------------------------------------------------
+
 
 def _children(node) -> list:
     """Return the sub-expressions of ``node`` in evaluation order."""
@@ -278,11 +288,13 @@ def _fmt_seconds(seconds: float) -> str:
 
 # --- the checks ----------------------------------------------------------------------------
 
+
 class _Checker:
     """Walk one parsed query and collect hints; ancestors are kept as a stack."""
 
-    def __init__(self, scrape_interval: float, for_alert: bool,
-                 metric_types: Mapping[str, str] | None):
+    def __init__(
+        self, scrape_interval: float, for_alert: bool, metric_types: Mapping[str, str] | None
+    ):
         self.scrape = float(scrape_interval)
         self.for_alert = for_alert
         self.types = metric_types
@@ -325,43 +337,61 @@ class _Checker:
             arg = call.args[0]
             if isinstance(arg, pp.MatrixSelector) and self.kind(arg.vector_selector) == "counter":
                 metric = _name(arg.vector_selector)
-                self.add("delta-of-counter",
-                         f"{name}() is for gauges and ignores counter resets; {metric} is a "
-                         f"counter — use rate() or increase() instead.", call)
+                self.add(
+                    "delta-of-counter",
+                    f"{name}() is for gauges and ignores counter resets; {metric} is a "
+                    f"counter — use rate() or increase() instead.",
+                    call,
+                )
         if name == "irate" and self.for_alert:
-            self.add("irate-in-alert",
-                     "irate() sees only the last two samples, so an alert on it flaps with "
-                     "every spike — use rate() over a window (e.g. [5m]) in alerts.", call)
+            self.add(
+                "irate-in-alert",
+                "irate() sees only the last two samples, so an alert on it flaps with "
+                "every spike — use rate() over a window (e.g. [5m]) in alerts.",
+                call,
+            )
 
     def _quantile(self, call: pp.Call) -> None:
         """Check what histogram_quantile is fed: phi, bucket series, le, aggregation."""
         phi, inner = call.args
         if isinstance(phi, pp.NumberLiteral) and not 0 <= phi.val <= 1:
-            self.add("quantile-phi-out-of-range",
-                     f"histogram_quantile takes a quantile between 0 and 1: write "
-                     f"{phi.val / 100:g}, not {phi.val:g}.", call)
+            self.add(
+                "quantile-phi-out-of-range",
+                f"histogram_quantile takes a quantile between 0 and 1: write "
+                f"{phi.val / 100:g}, not {phi.val:g}.",
+                call,
+            )
         selectors = [n for n in _walk(inner) if isinstance(n, pp.VectorSelector)]
         names = [n for n in (_name(s) for s in selectors) if n]
         types = {k: v.lower() for k, v in (self.types or {}).items()}
         native = [n for n in names if types.get(n) == "histogram"]
         if names and not native and not any(n.endswith("_bucket") for n in names):
-            self.add("quantile-not-buckets",
-                     f"histogram_quantile needs a histogram's _bucket series (with their le "
-                     f"label); {names[0]} is not one — use "
-                     f"{names[0].rsplit('_', 1)[0]}_bucket.", call)
+            self.add(
+                "quantile-not-buckets",
+                f"histogram_quantile needs a histogram's _bucket series (with their le "
+                f"label); {names[0]} is not one — use "
+                f"{names[0].rsplit('_', 1)[0]}_bucket.",
+                call,
+            )
             return
         if not _keeps_label(inner, "le"):
-            self.add("quantile-drops-le",
-                     "The aggregation inside histogram_quantile drops the le label, so there "
-                     "are no buckets left and the result is empty — aggregate with sum by (le) "
-                     "(or by (le, route) to keep a label).", call)
+            self.add(
+                "quantile-drops-le",
+                "The aggregation inside histogram_quantile drops the le label, so there "
+                "are no buckets left and the result is empty — aggregate with sum by (le) "
+                "(or by (le, route) to keep a label).",
+                call,
+            )
             return
         if not any(_is_aggregating(n) for n in _walk(inner)) and not native:
-            self.add("quantile-not-aggregated",
-                     f"histogram_quantile over un-aggregated buckets gives one quantile per "
-                     f"series (per route, status, instance…), not one for the service — "
-                     f"aggregate with sum by (le): histogram_quantile({phi.prettify()}, "
-                     f"sum by (le) ({inner.prettify()})).", call)
+            self.add(
+                "quantile-not-aggregated",
+                f"histogram_quantile over un-aggregated buckets gives one quantile per "
+                f"series (per route, status, instance…), not one for the service — "
+                f"aggregate with sum by (le): histogram_quantile({phi.prettify()}, "
+                f"sum by (le) ({inner.prettify()})).",
+                call,
+            )
 
     def _rate(self, call: pp.Call) -> None:
         """Check that rate/irate/increase read a counter, not a gauge or an aggregation."""
@@ -370,23 +400,32 @@ class _Checker:
         if isinstance(arg, pp.MatrixSelector):
             if self.kind(arg.vector_selector) == "gauge":
                 metric = _name(arg.vector_selector)
-                self.add("rate-of-gauge",
-                         f"{name}() is for counters, and {metric} is a gauge (its name "
-                         f"doesn't end in _total) — use deriv() for a trend, delta() for a "
-                         f"change or avg_over_time() to smooth it.", call)
+                self.add(
+                    "rate-of-gauge",
+                    f"{name}() is for counters, and {metric} is a gauge (its name "
+                    f"doesn't end in _total) — use deriv() for a trend, delta() for a "
+                    f"change or avg_over_time() to smooth it.",
+                    call,
+                )
             return
         if isinstance(arg, pp.SubqueryExpr):
             if any(_is_aggregating(n) for n in _walk(arg.expr)):
-                self.add("rate-of-sum",
-                         f"{name}() of a sum: the sum dips whenever one series resets, and "
-                         f"{name}() reads each dip as a counter reset — take {name}() first, "
-                         f"then aggregate: sum({name}(x_total[5m])).", call)
+                self.add(
+                    "rate-of-sum",
+                    f"{name}() of a sum: the sum dips whenever one series resets, and "
+                    f"{name}() reads each dip as a counter reset — take {name}() first, "
+                    f"then aggregate: sum({name}(x_total[5m])).",
+                    call,
+                )
                 return
             for sel in _walk(arg.expr):
                 if isinstance(sel, pp.VectorSelector) and self.kind(sel) == "gauge":
-                    self.add("rate-of-gauge",
-                             f"{name}() is for counters, and {_name(sel)} is a gauge — use "
-                             f"deriv() or delta() for gauges.", call)
+                    self.add(
+                        "rate-of-gauge",
+                        f"{name}() is for counters, and {_name(sel)} is a gauge — use "
+                        f"deriv() or delta() for gauges.",
+                        call,
+                    )
                     return
 
     def _aggregate(self, agg: pp.AggregateExpr, ancestors: list) -> None:
@@ -396,12 +435,16 @@ class _Checker:
             for n in _walk(agg.expr):
                 quantile = (isinstance(n, pp.Call) and n.func.name == "histogram_quantile") or (
                     isinstance(n, pp.VectorSelector)
-                    and any(m.name == "quantile" for m in n.matchers.matchers))
+                    and any(m.name == "quantile" for m in n.matchers.matchers)
+                )
                 if quantile:
-                    self.add("aggregated-quantile",
-                             f"{op}() of quantiles is not a quantile of anything: aggregate "
-                             f"the _bucket series with sum by (le) first, then call "
-                             f"histogram_quantile once.", agg)
+                    self.add(
+                        "aggregated-quantile",
+                        f"{op}() of quantiles is not a quantile of anything: aggregate "
+                        f"the _bucket series with sum by (le) first, then call "
+                        f"histogram_quantile once.",
+                        agg,
+                    )
                     break
         if not _is_aggregating(agg) or op in SERIES_ONLY_AGGS or _keeps_label(agg, "le"):
             return
@@ -409,15 +452,23 @@ class _Checker:
             return  # le was already gone before this aggregation
         if any(isinstance(a, pp.Call) and a.func.name == "histogram_quantile" for a in ancestors):
             return  # reported as quantile-drops-le, which says more
-        buckets = [s for s in _walk(agg.expr) if isinstance(s, pp.VectorSelector)
-                   and (_name(s) or "").endswith("_bucket") and not _pins_le(s)]
+        buckets = [
+            s
+            for s in _walk(agg.expr)
+            if isinstance(s, pp.VectorSelector)
+            and (_name(s) or "").endswith("_bucket")
+            and not _pins_le(s)
+        ]
         if buckets:
             metric = _name(buckets[0])
-            self.add("bucket-without-le",
-                     f"{op}() without le adds the histogram buckets together, counting each "
-                     f"observation once per bucket — keep le ({op} by (le) …), pick one bucket "
-                     f"with le=\"…\", or use {metric.removesuffix('_bucket')}_count for the "
-                     f"total.", agg)
+            self.add(
+                "bucket-without-le",
+                f"{op}() without le adds the histogram buckets together, counting each "
+                f"observation once per bucket — keep le ({op} by (le) …), pick one bucket "
+                f'with le="…", or use {metric.removesuffix("_bucket")}_count for the '
+                f"total.",
+                agg,
+            )
 
     def _selector(self, sel: pp.VectorSelector, ancestors: list) -> None:
         """Flag a counter read raw, outside rate/increase and series-only functions."""
@@ -431,14 +482,21 @@ class _Checker:
             if isinstance(a, pp.AggregateExpr) and _op(a) in SERIES_ONLY_AGGS:
                 return
             # rate(x_total[5m:1m]) rates the subquery's samples: still a counter, still fine.
-            if (isinstance(a, pp.SubqueryExpr) and i > 0 and isinstance(ancestors[i - 1], pp.Call)
-                    and ancestors[i - 1].func.name in COUNTER_RANGE_FUNCS):
+            if (
+                isinstance(a, pp.SubqueryExpr)
+                and i > 0
+                and isinstance(ancestors[i - 1], pp.Call)
+                and ancestors[i - 1].func.name in COUNTER_RANGE_FUNCS
+            ):
                 return
         metric = _name(sel)
-        self.add("counter-without-rate",
-                 f"{metric} is a counter: its raw value is a running total since the process "
-                 f"started (and drops to 0 on a restart) — use rate({metric}[5m]) for "
-                 f"per-second or increase({metric}[1h]) for a count.", sel)
+        self.add(
+            "counter-without-rate",
+            f"{metric} is a counter: its raw value is a running total since the process "
+            f"started (and drops to 0 on a restart) — use rate({metric}[5m]) for "
+            f"per-second or increase({metric}[1h]) for a count.",
+            sel,
+        )
 
     def _range(self, matrix: pp.MatrixSelector, parent) -> None:
         """Flag a range window shorter than MIN_SCRAPES_PER_WINDOW scrape intervals."""
@@ -448,8 +506,11 @@ class _Checker:
         func = f"{parent.func.name}()" if isinstance(parent, pp.Call) else "the function"
         scrapes = int(seconds // self.scrape)
         minimum = _fmt_seconds(MIN_SCRAPES_PER_WINDOW * self.scrape)
-        self.add("range-too-short",
-                 f"[{_fmt_seconds(seconds)}] spans only {scrapes} scrape(s) at a "
-                 f"{_fmt_seconds(self.scrape)} scrape interval — {func} needs at least two "
-                 f"samples in the window, so it comes out empty or jumpy; use at least 4× the "
-                 f"scrape interval ([{minimum}] or more; $__rate_interval in Grafana).", matrix)
+        self.add(
+            "range-too-short",
+            f"[{_fmt_seconds(seconds)}] spans only {scrapes} scrape(s) at a "
+            f"{_fmt_seconds(self.scrape)} scrape interval — {func} needs at least two "
+            f"samples in the window, so it comes out empty or jumpy; use at least 4× the "
+            f"scrape interval ([{minimum}] or more; $__rate_interval in Grafana).",
+            matrix,
+        )

@@ -76,14 +76,17 @@ class _EmailRecorder:
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         body_part = message.get_body(preferencelist=("plain", "html"))
-        append_record(self.out, {
-            "received_at": time.time(),
-            "mail_from": envelope.mail_from,
-            "rcpt_tos": list(envelope.rcpt_tos),
-            "subject": str(message.get("Subject", "")),
-            "headers": {k: str(v) for k, v in message.items()},
-            "body": body_part.get_content() if body_part is not None else "",
-        })
+        append_record(
+            self.out,
+            {
+                "received_at": time.time(),
+                "mail_from": envelope.mail_from,
+                "rcpt_tos": list(envelope.rcpt_tos),
+                "subject": str(message.get("Subject", "")),
+                "headers": {k: str(v) for k, v in message.items()},
+                "body": body_part.get_content() if body_part is not None else "",
+            },
+        )
         return "250 Message accepted for delivery"
 
 
@@ -94,8 +97,7 @@ def serve_smtp(host: str, port: int, out_dir: Path, stop: threading.Event) -> No
     out_dir.mkdir(parents=True, exist_ok=True)
     controller = Controller(_EmailRecorder(out_dir / EMAILS_FILE), hostname=host, port=port)
     controller.start()
-    print(f"smtp sink listening on {host}:{port}, recording to {out_dir / EMAILS_FILE}",
-          flush=True)
+    print(f"smtp sink listening on {host}:{port}, recording to {out_dir / EMAILS_FILE}", flush=True)
     try:
         stop.wait()
     finally:
@@ -109,8 +111,9 @@ class _WebhookHandler(BaseHTTPRequestHandler):
         if self.path == "/healthz":
             self._reply(HTTPStatus.OK, {"status": "ok"})
         else:
-            self._reply(HTTPStatus.NOT_FOUND,
-                        {"error": f"no such path {self.path}; POST to any path"})
+            self._reply(
+                HTTPStatus.NOT_FOUND, {"error": f"no such path {self.path}; POST to any path"}
+            )
 
     def do_POST(self):  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
@@ -120,12 +123,15 @@ class _WebhookHandler(BaseHTTPRequestHandler):
         except json.JSONDecodeError as exc:
             self._reply(HTTPStatus.BAD_REQUEST, {"error": f"body is not JSON: {exc}"})
             return
-        append_record(self.out, {
-            "received_at": time.time(),
-            "path": self.path,
-            "headers": dict(self.headers.items()),
-            "json": payload,
-        })
+        append_record(
+            self.out,
+            {
+                "received_at": time.time(),
+                "path": self.path,
+                "headers": dict(self.headers.items()),
+                "json": payload,
+            },
+        )
         # Slack answers a webhook with the plain text "ok".
         body = b"ok"
         self.send_response(HTTPStatus.OK)
@@ -153,8 +159,10 @@ def serve_webhook(host: str, port: int, out_dir: Path, stop: threading.Event) ->
     server = ThreadingHTTPServer((host, port), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    print(f"webhook sink listening on {host}:{port}, recording to {out_dir / WEBHOOKS_FILE}",
-          flush=True)
+    print(
+        f"webhook sink listening on {host}:{port}, recording to {out_dir / WEBHOOKS_FILE}",
+        flush=True,
+    )
     try:
         stop.wait()
     finally:

@@ -45,20 +45,21 @@ def _quiet(_: str) -> None:
 
 # --- components -------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Component:
     """One process of the stack: how to find, configure, start and health-check it."""
 
     name: str
     argv: Callable[[StackConfig, str], list[str]]  # (config, resolved binary) -> command line
-    binaries: tuple[str, ...] = ()                 # alternatives on PATH; () = runs on Python
-    health_path: str | None = "/-/ready"           # HTTP readiness path; None = TCP connect
+    binaries: tuple[str, ...] = ()  # alternatives on PATH; () = runs on Python
+    health_path: str | None = "/-/ready"  # HTTP readiness path; None = TCP connect
     has_port: bool = True
-    job: str | None = None                         # scrape job that must report up == 1
+    job: str | None = None  # scrape job that must report up == 1
     prepare: Callable[[StackConfig, str], Path | None] | None = None  # render + validate config
     enabled: Callable[[StackConfig], bool] = lambda cfg: True
-    reloadable: bool = False                        # SIGHUP reloads a changed config
-    after: tuple[str, ...] = ()                     # components that must be healthy first
+    reloadable: bool = False  # SIGHUP reloads a changed config
+    after: tuple[str, ...] = ()  # components that must be healthy first
 
     def port(self, cfg: StackConfig) -> int | None:
         return cfg.port(self.name) if self.has_port else None
@@ -96,8 +97,10 @@ def _write_if_changed(path: Path, text: str) -> None:
 def _validate(argv: list[str], what: str, path: Path) -> None:
     out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     if out.returncode != 0:
-        raise ConfigError(f"{what} rejected {path}:\n{(out.stdout + out.stderr).strip()}\n"
-                          f"Fix the file it names (the source is under monitoring/) and retry.")
+        raise ConfigError(
+            f"{what} rejected {path}:\n{(out.stdout + out.stderr).strip()}\n"
+            f"Fix the file it names (the source is under monitoring/) and retry."
+        )
 
 
 def _prepare_prometheus(cfg: StackConfig, _binary: str) -> Path:
@@ -107,17 +110,21 @@ def _prepare_prometheus(cfg: StackConfig, _binary: str) -> Path:
     # Drop scrape jobs of components this stack does not run, so `up` stays honest.
     config = yaml.safe_load(config_file.read_text())
     disabled_jobs = {c.job for c in COMPONENTS if c.job and not c.enabled(cfg)}
-    config["scrape_configs"] = [s for s in config.get("scrape_configs", [])
-                                if s["job_name"] not in disabled_jobs]
-    _write_if_changed(config_file, "# Generated from monitoring/prometheus by course_lib.stack; "
-                      "edit the source.\n" + yaml.safe_dump(config, sort_keys=False))
+    config["scrape_configs"] = [
+        s for s in config.get("scrape_configs", []) if s["job_name"] not in disabled_jobs
+    ]
+    _write_if_changed(
+        config_file,
+        "# Generated from monitoring/prometheus by course_lib.stack; "
+        "edit the source.\n" + yaml.safe_dump(config, sort_keys=False),
+    )
     promtool = supervisor.find_binary(["promtool"])
     if promtool is None:
         raise supervisor.MissingBinaryError(
             "promtool not found (it ships with Prometheus). Install it with:\n    "
-            + supervisor.install_command(["promtool"]))
-    _validate([promtool, "check", "config", str(config_file)], "promtool check config",
-              config_file)
+            + supervisor.install_command(["promtool"])
+        )
+    _validate([promtool, "check", "config", str(config_file)], "promtool check config", config_file)
     return config_file
 
 
@@ -129,7 +136,8 @@ def _prepare_alertmanager(cfg: StackConfig, _binary: str) -> Path:
     if amtool is None:
         raise supervisor.MissingBinaryError(
             "amtool not found (it ships with Alertmanager). Install it with:\n    "
-            + supervisor.install_command(["amtool"]))
+            + supervisor.install_command(["amtool"])
+        )
     _validate([amtool, "check-config", str(config_file)], "amtool check-config", config_file)
     return config_file
 
@@ -149,21 +157,42 @@ def _prometheus_argv(cfg: StackConfig, binary: str) -> list[str]:
 COMPONENTS: list[Component] = [
     Component(
         name="smtp-sink",
-        argv=lambda cfg, py: [py, "-m", "course_lib.sinks", "smtp", "--host", HOST,
-                              "--port", str(cfg.port("smtp-sink")), "--out", str(cfg.sink_dir)],
+        argv=lambda cfg, py: [
+            py,
+            "-m",
+            "course_lib.sinks",
+            "smtp",
+            "--host",
+            HOST,
+            "--port",
+            str(cfg.port("smtp-sink")),
+            "--out",
+            str(cfg.sink_dir),
+        ],
         health_path=None,
     ),
     Component(
         name="webhook-sink",
-        argv=lambda cfg, py: [py, "-m", "course_lib.sinks", "webhook", "--host", HOST,
-                              "--port", str(cfg.port("webhook-sink")), "--out", str(cfg.sink_dir)],
+        argv=lambda cfg, py: [
+            py,
+            "-m",
+            "course_lib.sinks",
+            "webhook",
+            "--host",
+            HOST,
+            "--port",
+            str(cfg.port("webhook-sink")),
+            "--out",
+            str(cfg.sink_dir),
+        ],
         health_path="/healthz",
     ),
     Component(
         name="alertmanager",
         binaries=("prometheus-alertmanager", "alertmanager"),
         argv=lambda cfg, bin: [
-            bin, f"--config.file={cfg.config_dir / 'alertmanager' / 'alertmanager.yml'}",
+            bin,
+            f"--config.file={cfg.config_dir / 'alertmanager' / 'alertmanager.yml'}",
             f"--storage.path={cfg.data_dir / 'alertmanager'}",
             f"--web.listen-address={cfg.address('alertmanager')}",
             "--cluster.listen-address=",  # a single instance: no gossip port
@@ -180,9 +209,17 @@ COMPONENTS: list[Component] = [
     ),
     Component(
         name="service",
-        argv=lambda cfg, py: [py, "-m", "course_lib.service", "--host", HOST,
-                              "--port", str(cfg.port("service")),
-                              "--data-dir", str(cfg.data_dir / "service")],
+        argv=lambda cfg, py: [
+            py,
+            "-m",
+            "course_lib.service",
+            "--host",
+            HOST,
+            "--port",
+            str(cfg.port("service")),
+            "--data-dir",
+            str(cfg.data_dir / "service"),
+        ],
         health_path="/healthz",
         job="vrewcraft-backend",
         enabled=lambda cfg: cfg.service,
@@ -197,8 +234,18 @@ COMPONENTS: list[Component] = [
     ),
     Component(
         name="traffic",
-        argv=lambda cfg, py: [py, "-m", "course_lib.traffic", "--target", cfg.url("service"),
-                              "--rate", str(cfg.traffic_rate), "--duration", "0", "--quiet"],
+        argv=lambda cfg, py: [
+            py,
+            "-m",
+            "course_lib.traffic",
+            "--target",
+            cfg.url("service"),
+            "--rate",
+            str(cfg.traffic_rate),
+            "--duration",
+            "0",
+            "--quiet",
+        ],
         has_port=False,
         health_path=None,
         enabled=lambda cfg: cfg.service and cfg.traffic,
@@ -212,8 +259,9 @@ def component(name: str) -> Component:
     for comp in COMPONENTS:
         if comp.name == name:
             return comp
-    raise KeyError(f"No stack component {name!r}; choose one of "
-                   + ", ".join(c.name for c in COMPONENTS))
+    raise KeyError(
+        f"No stack component {name!r}; choose one of " + ", ".join(c.name for c in COMPONENTS)
+    )
 
 
 def _resolve_binary(comp: Component) -> str:
@@ -222,6 +270,7 @@ def _resolve_binary(comp: Component) -> str:
 
 
 # --- the Stack handle -------------------------------------------------------------------------
+
 
 @dataclass
 class Stack:
@@ -270,8 +319,13 @@ class Stack:
 
         return prom.query_range(self.prometheus_url, promql, start, end, step)
 
-    def wait_for(self, promql: str, predicate: Callable = lambda df: not df.empty,
-                 timeout: float = 30.0, interval: float = 0.5):
+    def wait_for(
+        self,
+        promql: str,
+        predicate: Callable = lambda df: not df.empty,
+        timeout: float = 30.0,
+        interval: float = 0.5,
+    ):
         """Poll ``promql`` until ``predicate(df)`` holds; return that DataFrame.
 
         >>> stack.wait_for('up{job="pushgateway"} == 1')           # doctest: +SKIP
@@ -284,8 +338,10 @@ class Stack:
             if predicate(df):
                 return df
             if time.monotonic() >= deadline:
-                raise NotReadyError(f"{promql!r} did not reach the expected state within "
-                                    f"{timeout:.0f}s; last result:\n{df.to_string()}")
+                raise NotReadyError(
+                    f"{promql!r} did not reach the expected state within "
+                    f"{timeout:.0f}s; last result:\n{df.to_string()}"
+                )
             time.sleep(interval)
 
     def reload(self, name: str = "prometheus") -> None:
@@ -303,6 +359,7 @@ class Stack:
 
 # --- up / down / status -----------------------------------------------------------------------
 
+
 def _enabled(cfg: StackConfig, names: Iterable[str] | None = None) -> list[Component]:
     wanted = set(names) if names is not None else None
     return [c for c in COMPONENTS if c.enabled(cfg) and (wanted is None or c.name in wanted)]
@@ -317,8 +374,7 @@ def _healthy(comp: Component, cfg: StackConfig) -> bool:
     return True  # no port: alive is healthy
 
 
-def up(cfg: StackConfig | None = None, timeout: float = 60.0,
-       progress: Progress = _quiet) -> Stack:
+def up(cfg: StackConfig | None = None, timeout: float = 60.0, progress: Progress = _quiet) -> Stack:
     """Start every enabled component (reusing healthy ones) and wait until all targets are up."""
     cfg = cfg or StackConfig.from_env()
     if cfg.external:
@@ -337,14 +393,18 @@ def up(cfg: StackConfig | None = None, timeout: float = 60.0,
             continue  # running: reused below once it answers its health check
         stale = record is not None or comp.pid_file(cfg).exists()
         if stale:
-            progress(f"{comp.name}: removing stale pid file (pid {record.pid if record else '?'} "
-                     "is gone)")
+            progress(
+                f"{comp.name}: removing stale pid file (pid {record.pid if record else '?'} "
+                "is gone)"
+            )
             comp.pid_file(cfg).unlink(missing_ok=True)
         if comp.has_port:
             port = comp.port(cfg)
             # A process that just died may hold its port for a moment.
-            if not supervisor.poll(lambda: supervisor.port_is_free(port),  # noqa: B023
-                                   timeout=2.0 if stale else 0.0):
+            if not supervisor.poll(
+                lambda: supervisor.port_is_free(port),  # noqa: B023
+                timeout=2.0 if stale else 0.0,
+            ):
                 raise supervisor.port_in_use_error(comp.name, port, port_env_var(comp.name))
         to_start.append(comp)
 
@@ -363,11 +423,12 @@ def up(cfg: StackConfig | None = None, timeout: float = 60.0,
                 _wait_healthy(component(dep), cfg, procs.get(dep), timeout, progress)
                 waited.add(dep)
         argv = comp.argv(cfg, binaries.get(comp.name, sys.executable))
-        procs[comp.name] = supervisor.start_process(argv, comp.log_file(cfg),
-                                                    cwd=cfg.state_dir)
+        procs[comp.name] = supervisor.start_process(argv, comp.log_file(cfg), cwd=cfg.state_dir)
         supervisor.write_pid(comp.pid_file(cfg), procs[comp.name])
-        progress(f"{comp.name}: started pid {procs[comp.name].pid}"
-                 + (f" on {cfg.address(comp.name)}" if comp.has_port else ""))
+        progress(
+            f"{comp.name}: started pid {procs[comp.name].pid}"
+            + (f" on {cfg.address(comp.name)}" if comp.has_port else "")
+        )
 
     for comp in comps:
         if comp.name not in waited:
@@ -393,8 +454,13 @@ def _reload_if_changed(comp: Component, cfg: StackConfig, config_file: Path | No
         proc.send_signal(signal.SIGHUP)
 
 
-def _wait_healthy(comp: Component, cfg: StackConfig, popen: subprocess.Popen | None,
-                  timeout: float, progress: Progress) -> None:
+def _wait_healthy(
+    comp: Component,
+    cfg: StackConfig,
+    popen: subprocess.Popen | None,
+    timeout: float,
+    progress: Progress,
+) -> None:
     record = supervisor.read_pid(comp.pid_file(cfg))
 
     def alive() -> bool:
@@ -408,11 +474,14 @@ def _wait_healthy(comp: Component, cfg: StackConfig, popen: subprocess.Popen | N
     if not alive():
         code = popen.poll() if popen is not None else None
         status = f"exited with code {code}" if code is not None else "is not running"
-        raise NotReadyError(f"{comp.name} {status} while starting. Last lines of "
-                            f"{comp.log_file(cfg)}:\n{tail}")
-    raise NotReadyError(f"{comp.name} did not become ready within {timeout:.0f}s "
-                        f"({comp.health_url(cfg) or 'port ' + str(comp.port(cfg))}). "
-                        f"Last lines of {comp.log_file(cfg)}:\n{tail}")
+        raise NotReadyError(
+            f"{comp.name} {status} while starting. Last lines of {comp.log_file(cfg)}:\n{tail}"
+        )
+    raise NotReadyError(
+        f"{comp.name} did not become ready within {timeout:.0f}s "
+        f"({comp.health_url(cfg) or 'port ' + str(comp.port(cfg))}). "
+        f"Last lines of {comp.log_file(cfg)}:\n{tail}"
+    )
 
 
 def _start_time(comp: Component, cfg: StackConfig) -> float:
@@ -420,8 +489,9 @@ def _start_time(comp: Component, cfg: StackConfig) -> float:
     return record.create_time if record else 0.0
 
 
-def _wait_for_targets(cfg: StackConfig, jobs: dict[str, float], timeout: float,
-                      progress: Progress) -> None:
+def _wait_for_targets(
+    cfg: StackConfig, jobs: dict[str, float], timeout: float, progress: Progress
+) -> None:
     """Poll until every scrape job has reported up == 1 in a scrape after its given start time."""
     from course_lib import prom
 
@@ -435,15 +505,19 @@ def _wait_for_targets(cfg: StackConfig, jobs: dict[str, float], timeout: float,
         except prom.PromQLError:
             df = None
         if df is not None and "job" in df:
-            pending -= {job for job, ts in zip(df["job"], df["value"], strict=True)
-                        if ts >= jobs.get(job, float("inf"))}
+            pending -= {
+                job
+                for job, ts in zip(df["job"], df["value"], strict=True)
+                if ts >= jobs.get(job, float("inf"))
+            }
         if not pending:
             break
         if time.monotonic() >= deadline:
             raise NotReadyError(
                 f"Prometheus has not scraped {', '.join(sorted(pending))} successfully within "
                 f"{timeout:.0f}s. Target errors: {_target_errors(cfg)}. "
-                f"See {cfg.url('prometheus')}/classic/targets and `python -m course_lib logs`.")
+                f"See {cfg.url('prometheus')}/classic/targets and `python -m course_lib logs`."
+            )
         time.sleep(0.2)
     progress("first scrape done: every target reports up == 1")
 
@@ -455,17 +529,22 @@ def _target_errors(cfg: StackConfig) -> str:
         targets = requests.get(f"{cfg.url('prometheus')}/api/v1/targets", timeout=2).json()
     except (requests.RequestException, ValueError) as exc:
         return f"(could not read targets: {exc})"
-    errors = [f"{t['labels'].get('job')}: {t.get('lastError') or t.get('health')}"
-              for t in targets["data"]["activeTargets"] if t.get("health") != "up"]
+    errors = [
+        f"{t['labels'].get('job')}: {t.get('lastError') or t.get('health')}"
+        for t in targets["data"]["activeTargets"]
+        if t.get("health") != "up"
+    ]
     return "; ".join(errors) or "none reported yet"
 
 
 def _use_external(cfg: StackConfig, timeout: float, progress: Progress) -> Stack:
     url = cfg.url("prometheus")
     if not supervisor.poll(lambda: supervisor.http_ok(f"{url}/-/ready"), timeout=timeout):
-        raise NotReadyError(f"COURSE_PROMETHEUS_URL={url} does not answer {url}/-/ready. "
-                            "Start that stack (e.g. `docker compose up -d`) or unset the variable "
-                            "to use the local one.")
+        raise NotReadyError(
+            f"COURSE_PROMETHEUS_URL={url} does not answer {url}/-/ready. "
+            "Start that stack (e.g. `docker compose up -d`) or unset the variable "
+            "to use the local one."
+        )
     progress(f"using the external stack at {url}; starting nothing")
     return Stack(cfg)
 
@@ -491,7 +570,7 @@ class ComponentStatus:
     """One line of `status`."""
 
     name: str
-    state: str          # healthy | starting | dead | stopped | disabled
+    state: str  # healthy | starting | dead | stopped | disabled
     pid: int | None
     address: str | None
     detail: str = ""
@@ -512,8 +591,11 @@ def status(cfg: StackConfig | None = None) -> list[ComponentStatus]:
             continue
         if record.process() is None:
             tail = supervisor.log_tail(comp.log_file(cfg), lines=3).replace("\n", " | ")
-            rows.append(ComponentStatus(comp.name, "dead", record.pid, address,
-                                        f"process exited; last log: {tail}"))
+            rows.append(
+                ComponentStatus(
+                    comp.name, "dead", record.pid, address, f"process exited; last log: {tail}"
+                )
+            )
             continue
         state = "healthy" if _healthy(comp, cfg) else "starting"
         rows.append(ComponentStatus(comp.name, state, record.pid, address))
@@ -543,27 +625,43 @@ def logs(cfg: StackConfig | None = None, name: str | None = None, lines: int = 4
 def doctor(cfg: StackConfig | None = None) -> list[tuple[str, str]]:
     """Diagnose the machine: binaries and versions, ports, stale pid files. Return (level, text)."""
     cfg = cfg or StackConfig.from_env()
-    findings = [("ok", f"python {sys.version.split()[0]} at {sys.executable}"),
-                ("ok", f"state directory {cfg.state_dir}")]
+    findings = [
+        ("ok", f"python {sys.version.split()[0]} at {sys.executable}"),
+        ("ok", f"state directory {cfg.state_dir}"),
+    ]
     if cfg.external:
         findings.append(("ok", f"external mode: Prometheus at {cfg.url('prometheus')}"))
-    tools = {"prometheus": ("prometheus",), "promtool": ("promtool",),
-             "alertmanager": ("prometheus-alertmanager", "alertmanager"),
-             "amtool": ("amtool",), "pushgateway": ("prometheus-pushgateway", "pushgateway"),
-             "ffmpeg": ("ffmpeg",), "ffprobe": ("ffprobe",)}
+    tools = {
+        "prometheus": ("prometheus",),
+        "promtool": ("promtool",),
+        "alertmanager": ("prometheus-alertmanager", "alertmanager"),
+        "amtool": ("amtool",),
+        "pushgateway": ("prometheus-pushgateway", "pushgateway"),
+        "ffmpeg": ("ffmpeg",),
+        "ffprobe": ("ffprobe",),
+    }
     for name, candidates in tools.items():
         path = supervisor.find_binary(candidates)
         if path:
             findings.append(("ok", f"{name}: {path} — {supervisor.binary_version(path)}"))
         else:
-            findings.append(("error", f"{name}: not found. Install: "
-                             + supervisor.install_command([candidates[0]])))
+            findings.append(
+                (
+                    "error",
+                    f"{name}: not found. Install: " + supervisor.install_command([candidates[0]]),
+                )
+            )
     for comp in _enabled(cfg):
         record = supervisor.read_pid(comp.pid_file(cfg))
         proc = record.process() if record else None
         if comp.pid_file(cfg).exists() and proc is None:
-            findings.append(("warn", f"{comp.name}: stale pid file {comp.pid_file(cfg)} "
-                             "(process gone); `up` will remove it"))
+            findings.append(
+                (
+                    "warn",
+                    f"{comp.name}: stale pid file {comp.pid_file(cfg)} "
+                    "(process gone); `up` will remove it",
+                )
+            )
         if not comp.has_port:
             continue
         port = comp.port(cfg)
@@ -572,8 +670,12 @@ def doctor(cfg: StackConfig | None = None) -> list[tuple[str, str]]:
         elif proc is not None:
             findings.append(("ok", f"{comp.name}: port {port} held by this stack (pid {proc.pid})"))
         else:
-            findings.append(("error", str(supervisor.port_in_use_error(
-                comp.name, port, port_env_var(comp.name)))))
+            findings.append(
+                (
+                    "error",
+                    str(supervisor.port_in_use_error(comp.name, port, port_env_var(comp.name))),
+                )
+            )
     return findings
 
 
@@ -587,6 +689,20 @@ def ensure_running(cfg: StackConfig | None = None, progress: Progress = print) -
     return up(cfg or StackConfig.from_env(), progress=progress)
 
 
-__all__ = ["COMPONENTS", "Component", "ComponentStatus", "ConfigError", "NotReadyError",
-           "PortInUseError", "Stack", "StackError", "doctor", "down", "ensure_running",
-           "format_status", "logs", "status", "up"]
+__all__ = [
+    "COMPONENTS",
+    "Component",
+    "ComponentStatus",
+    "ConfigError",
+    "NotReadyError",
+    "PortInUseError",
+    "Stack",
+    "StackError",
+    "doctor",
+    "down",
+    "ensure_running",
+    "format_status",
+    "logs",
+    "status",
+    "up",
+]

@@ -80,8 +80,9 @@ def install_command(binaries: Sequence[str], system: str | None = None) -> str:
         return "brew install " + " ".join(formulas)
     packages = sorted({PACKAGES.get(b, (b, b))[0] for b in binaries})
     sudo = "" if hasattr(os, "geteuid") and os.geteuid() == 0 else "sudo "
-    return (f"{sudo}apt-get update && {sudo}apt-get install -y --no-install-recommends "
-            + " ".join(packages))
+    return f"{sudo}apt-get update && {sudo}apt-get install -y --no-install-recommends " + " ".join(
+        packages
+    )
 
 
 def require_binaries(needed: dict[str, Sequence[str]]) -> dict[str, str]:
@@ -98,7 +99,8 @@ def require_binaries(needed: dict[str, Sequence[str]]) -> dict[str, str]:
         cmd = install_command([c[0] for _, c in missing])
         raise MissingBinaryError(
             f"Missing binaries: {names}. Install them with:\n    {cmd}\n"
-            "or run `make lab` / `make test`, which install them for you when they can.")
+            "or run `make lab` / `make test`, which install them for you when they can."
+        )
     return found
 
 
@@ -113,6 +115,7 @@ def binary_version(path: str) -> str:
 
 
 # --- ports ----------------------------------------------------------------------------------
+
 
 def port_is_free(port: int, host: str = HOST) -> bool:
     """Return True when nothing listens on host:port (binds the way Go and uvicorn do)."""
@@ -132,8 +135,12 @@ def port_holder(port: int) -> psutil.Process | None:
     except (psutil.AccessDenied, PermissionError):
         return None
     for conn in connections:
-        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port \
-                and conn.pid:
+        if (
+            conn.status == psutil.CONN_LISTEN
+            and conn.laddr
+            and conn.laddr.port == port
+            and conn.pid
+        ):
             try:
                 return psutil.Process(conn.pid)
             except psutil.NoSuchProcess:
@@ -159,10 +166,12 @@ def port_in_use_error(component: str, port: int, env_var: str) -> PortInUseError
         f"Port {port} for {component} is already in use by {holder}. "
         f"Stop that program, or give {component} another port, e.g. "
         f"`{env_var}={port + 100} make lab` (or COURSE_PORT_OFFSET=100 to move every port). "
-        f"To see who holds it: ss -ltnp 'sport = :{port}'")
+        f"To see who holds it: ss -ltnp 'sport = :{port}'"
+    )
 
 
 # --- processes --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class PidRecord:
@@ -202,17 +211,24 @@ def read_pid(path: Path) -> PidRecord | None:
         return None
 
 
-def start_process(argv: list[str], log_path: Path, cwd: Path | None = None,
-                  env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_process(
+    argv: list[str], log_path: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """Start ``argv`` in its own session, appending stdout and stderr to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(argv)}\n".encode())
         log.flush()
         # A new session lets `down` signal the whole process group, children included.
-        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, cwd=cwd, env=env,
-                                start_new_session=True)
+        return subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
 
 
 def stop_processes(records: Sequence[PidRecord], grace: float = 1.5) -> list[int]:
@@ -259,6 +275,7 @@ def log_tail(log_path: Path, lines: int = 20) -> str:
 
 # --- readiness --------------------------------------------------------------------------------
 
+
 def http_ok(url: str, timeout: float = 1.0) -> bool:
     """Return True when GET ``url`` answers 2xx."""
     try:
@@ -277,8 +294,12 @@ def tcp_ok(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
         return False
 
 
-def poll(check: Callable[[], bool], timeout: float, interval: float = 0.05,
-         alive: Callable[[], bool] = lambda: True) -> bool:
+def poll(
+    check: Callable[[], bool],
+    timeout: float,
+    interval: float = 0.05,
+    alive: Callable[[], bool] = lambda: True,
+) -> bool:
     """Call ``check`` until it returns True, ``alive`` turns False, or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while True:

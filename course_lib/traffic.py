@@ -112,22 +112,29 @@ class TrafficSummary:
 
     def as_dict(self) -> dict[str, Any]:
         """Return a JSON-friendly summary."""
-        return {"target": self.target, "seconds": round(self.seconds, 2), "sent": self.sent,
-                "rate": round(self.rate, 2), "skipped": self.skipped,
-                "transport_errors": self.transport_errors,
-                "status": dict(self.status_counts()),
-                "by_kind": {k: {str(s): n for s, n in v.items()} for k, v in self.by_kind.items()},
-                "hit_ratio": round(self.hit_ratio, 4),
-                "p50_ms": round(self.quantile(0.5) * 1000, 1),
-                "p99_ms": round(self.quantile(0.99) * 1000, 1)}
+        return {
+            "target": self.target,
+            "seconds": round(self.seconds, 2),
+            "sent": self.sent,
+            "rate": round(self.rate, 2),
+            "skipped": self.skipped,
+            "transport_errors": self.transport_errors,
+            "status": dict(self.status_counts()),
+            "by_kind": {k: {str(s): n for s, n in v.items()} for k, v in self.by_kind.items()},
+            "hit_ratio": round(self.hit_ratio, 4),
+            "p50_ms": round(self.quantile(0.5) * 1000, 1),
+            "p99_ms": round(self.quantile(0.99) * 1000, 1),
+        }
 
     def __str__(self) -> str:
         s = self.status_counts()
-        return (f"{self.sent} requests in {self.seconds:.1f} s ({self.rate:.1f}/s): "
-                f"2xx={s['2xx']} 4xx={s['4xx']} 5xx={s['5xx']} "
-                f"transport errors={self.transport_errors}, thumbnail hit ratio "
-                f"{self.hit_ratio:.0%}, p50 {self.quantile(0.5) * 1000:.0f} ms, "
-                f"p99 {self.quantile(0.99) * 1000:.0f} ms")
+        return (
+            f"{self.sent} requests in {self.seconds:.1f} s ({self.rate:.1f}/s): "
+            f"2xx={s['2xx']} 4xx={s['4xx']} 5xx={s['5xx']} "
+            f"transport errors={self.transport_errors}, thumbnail hit ratio "
+            f"{self.hit_ratio:.0%}, p50 {self.quantile(0.5) * 1000:.0f} ms, "
+            f"p99 {self.quantile(0.99) * 1000:.0f} ms"
+        )
 
 
 @dataclass
@@ -149,10 +156,12 @@ def _hot_frames(videos: list[tuple[str, float]]) -> tuple[list[tuple[str, float]
     frames = []
     for vid, duration in videos:
         rng = random.Random(vid)
-        frames += [(vid, round(rng.uniform(0, max(0.0, duration - 0.2)), 1))
-                   for _ in range(HOT_FRAMES_PER_VIDEO)]
+        frames += [
+            (vid, round(rng.uniform(0, max(0.0, duration - 0.2)), 1))
+            for _ in range(HOT_FRAMES_PER_VIDEO)
+        ]
     random.Random(len(frames)).shuffle(frames)
-    return frames, [1.0 / (rank ** ZIPF_S) for rank in range(1, len(frames) + 1)]
+    return frames, [1.0 / (rank**ZIPF_S) for rank in range(1, len(frames) + 1)]
 
 
 def _render_clips(count: int = 2) -> list[bytes]:
@@ -165,10 +174,34 @@ def _render_clips(count: int = 2) -> list[bytes]:
         for i in range(count):
             path = Path(tmp) / f"clip-{i}.mp4"
             subprocess.run(
-                [ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi",
-                 "-i", f"testsrc2=size=160x90:rate=10:duration={1 + i}", "-c:v", "libx264",
-                 "-preset", "ultrafast", "-threads", "1", "-g", "10", "-pix_fmt", "yuv420p",
-                 "-movflags", "+faststart", str(path)], check=True, timeout=30)
+                [
+                    ffmpeg,
+                    "-hide_banner",
+                    "-loglevel",
+                    "error",
+                    "-nostdin",
+                    "-y",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    f"testsrc2=size=160x90:rate=10:duration={1 + i}",
+                    "-c:v",
+                    "libx264",
+                    "-preset",
+                    "ultrafast",
+                    "-threads",
+                    "1",
+                    "-g",
+                    "10",
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-movflags",
+                    "+faststart",
+                    str(path),
+                ],
+                check=True,
+                timeout=30,
+            )
             clips.append(path.read_bytes())
     return clips
 
@@ -176,9 +209,19 @@ def _render_clips(count: int = 2) -> list[bytes]:
 class _Generator:
     """One traffic run (lives on the event loop of the runner's thread)."""
 
-    def __init__(self, target: str, rate: float, duration: float, seed: int, progress: bool,
-                 stop: threading.Event, mix: dict[str, float], max_in_flight: int,
-                 progress_every: float, out: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        target: str,
+        rate: float,
+        duration: float,
+        seed: int,
+        progress: bool,
+        stop: threading.Event,
+        mix: dict[str, float],
+        max_in_flight: int,
+        progress_every: float,
+        out: Callable[[str], None],
+    ) -> None:
         self.target = target.rstrip("/")
         self.rate = rate
         self.duration = duration
@@ -198,8 +241,9 @@ class _Generator:
     async def run(self) -> TrafficSummary:
         """Discover the service, then send the mix until the duration or a stop."""
         self.clips = await asyncio.to_thread(_render_clips)
-        limits = httpx.Limits(max_connections=self.max_in_flight,
-                              max_keepalive_connections=self.max_in_flight)
+        limits = httpx.Limits(
+            max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight
+        )
         async with httpx.AsyncClient(base_url=self.target, timeout=15.0, limits=limits) as client:
             await self._discover(client)
             await self._send_loop(client)
@@ -264,19 +308,36 @@ class _Generator:
             return {"video": video, "t": t}
         if kind == "trim":
             start = round(rng.uniform(0, max(0.0, duration - 2.0)), 1)
-            return {"video": video, "start": start,
-                    "end": round(min(duration, start + rng.uniform(0.5, 2.0)), 1),
-                    "websocket": rng.random() < WEBSOCKET_SHARE}
+            return {
+                "video": video,
+                "start": start,
+                "end": round(min(duration, start + rng.uniform(0.5, 2.0)), 1),
+                "websocket": rng.random() < WEBSOCKET_SHARE,
+            }
         if kind == "upload":
             return {"clip": rng.randrange(max(1, len(self.clips))), "n": rng.randrange(10**6)}
         if kind == "not_found":
             choice = rng.choice(["video", "thumbnail", "job", "path"])
-            return {"choice": choice, "id": f"missing-{rng.randrange(10**6)}",
-                    "path": f"/api/{rng.choice(['video', 'vids', 'admin/x'])}/{rng.randrange(999)}"}
+            return {
+                "choice": choice,
+                "id": f"missing-{rng.randrange(10**6)}",
+                "path": f"/api/{rng.choice(['video', 'vids', 'admin/x'])}/{rng.randrange(999)}",
+            }
         if kind == "bad_request":
-            return {"video": video, "duration": duration,
-                    "choice": rng.choice(["negative_t", "t_past_end", "nan_t", "trim_reversed",
-                                          "trim_past_end", "bad_id"])}
+            return {
+                "video": video,
+                "duration": duration,
+                "choice": rng.choice(
+                    [
+                        "negative_t",
+                        "t_past_end",
+                        "nan_t",
+                        "trim_reversed",
+                        "trim_past_end",
+                        "bad_id",
+                    ]
+                ),
+            }
         return {"video": video, "pick": rng.random()}
 
     async def _send(self, client: httpx.AsyncClient, kind: str, p: dict[str, Any]) -> None:
@@ -303,8 +364,9 @@ class _Generator:
             if p["websocket"]:
                 await self._follow(job_id)
 
-    async def _request(self, client: httpx.AsyncClient, kind: str,
-                       p: dict[str, Any]) -> httpx.Response:
+    async def _request(
+        self, client: httpx.AsyncClient, kind: str, p: dict[str, Any]
+    ) -> httpx.Response:
         """Build and send the HTTP request for one planned action."""
         if kind == "thumbnail":
             return await client.get(f"/api/videos/{p['video']}/thumbnail", params={"t": p["t"]})
@@ -320,18 +382,26 @@ class _Generator:
                 return await client.get(f"/api/jobs/{jobs[int(p['pick'] * len(jobs))]}")
             return await client.get("/api/videos", params={"limit": 5})
         if kind == "trim":
-            return await client.post(f"/api/videos/{p['video']}/trim",
-                                     json={"start": p["start"], "end": p["end"]})
+            return await client.post(
+                f"/api/videos/{p['video']}/trim", json={"start": p["start"], "end": p["end"]}
+            )
         if kind == "upload" and self.clips:
-            return await client.post("/api/upload", files={
-                "file": (f"traffic-{p['n']}.mp4", self.clips[p["clip"]], "video/mp4")})
+            return await client.post(
+                "/api/upload",
+                files={"file": (f"traffic-{p['n']}.mp4", self.clips[p["clip"]], "video/mp4")},
+            )
         if kind in ("upload", "bad_upload"):
-            return await client.post("/api/upload", files={
-                "file": ("notes.mp4", b"definitely not a video\n" * 20, "video/mp4")})
+            return await client.post(
+                "/api/upload",
+                files={"file": ("notes.mp4", b"definitely not a video\n" * 20, "video/mp4")},
+            )
         if kind == "not_found":
-            urls = {"video": f"/api/videos/{p['id']}",
-                    "thumbnail": f"/api/videos/{p['id']}/thumbnail",
-                    "job": f"/api/jobs/{p['id']}", "path": p["path"]}
+            urls = {
+                "video": f"/api/videos/{p['id']}",
+                "thumbnail": f"/api/videos/{p['id']}/thumbnail",
+                "job": f"/api/jobs/{p['id']}",
+                "path": p["path"],
+            }
             return await client.get(urls[p["choice"]])
         if kind == "bad_request":
             return await self._bad_request(client, p)
@@ -375,18 +445,35 @@ class TrafficRunner:
     False
     """
 
-    def __init__(self, target: str, rate: float = 20.0, duration: float = 30.0, seed: int = 0,
-                 progress: bool = False, mix: dict[str, float] | None = None,
-                 max_in_flight: int = 64, progress_every: float = 5.0,
-                 out: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        target: str,
+        rate: float = 20.0,
+        duration: float = 30.0,
+        seed: int = 0,
+        progress: bool = False,
+        mix: dict[str, float] | None = None,
+        max_in_flight: int = 64,
+        progress_every: float = 5.0,
+        out: Callable[[str], None] | None = None,
+    ) -> None:
         if rate <= 0:
             raise ValueError("rate must be positive")
         if duration < 0:
             raise ValueError("duration must be >= 0 (0 = until stopped)")
         self._stop = threading.Event()
-        self._generator = _Generator(target, rate, duration, seed, progress, self._stop,
-                                     dict(mix or STANDARD_MIX), max_in_flight, progress_every,
-                                     out or (lambda line: print(line, flush=True)))
+        self._generator = _Generator(
+            target,
+            rate,
+            duration,
+            seed,
+            progress,
+            self._stop,
+            dict(mix or STANDARD_MIX),
+            max_in_flight,
+            progress_every,
+            out or (lambda line: print(line, flush=True)),
+        )
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
@@ -440,8 +527,14 @@ class TrafficRunner:
         self.stop()
 
 
-def run_traffic(target: str, rate: float = 20.0, duration: float = 30.0, seed: int = 0,
-                progress: bool = True, **kwargs: Any) -> TrafficSummary:
+def run_traffic(
+    target: str,
+    rate: float = 20.0,
+    duration: float = 30.0,
+    seed: int = 0,
+    progress: bool = True,
+    **kwargs: Any,
+) -> TrafficSummary:
     """Send the standard mix at ``rate`` req/s for ``duration`` s; return what happened.
 
     Safe to call from Jupyter: the requests run on a private event loop in a thread.
@@ -455,22 +548,35 @@ def run_traffic(target: str, rate: float = 20.0, duration: float = 30.0, seed: i
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: send traffic until the duration ends or SIGTERM/SIGINT arrives."""
-    parser = argparse.ArgumentParser(prog="python -m course_lib.traffic",
-                                     description="Send a realistic request mix to VrewCraft.")
+    parser = argparse.ArgumentParser(
+        prog="python -m course_lib.traffic",
+        description="Send a realistic request mix to VrewCraft.",
+    )
     parser.add_argument("--target", default="http://127.0.0.1:3001")
     parser.add_argument("--rate", type=float, default=5.0, help="requests per second")
-    parser.add_argument("--duration", type=float, default=60.0,
-                        help="seconds to run; 0 = until SIGTERM/SIGINT (default: %(default)s)")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=60.0,
+        help="seconds to run; 0 = until SIGTERM/SIGINT (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--progress-every", type=float, default=10.0,
-                        help="seconds between progress lines")
+    parser.add_argument(
+        "--progress-every", type=float, default=10.0, help="seconds between progress lines"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
 
-    runner = TrafficRunner(args.target, args.rate, args.duration, args.seed,
-                           progress=not args.quiet, progress_every=args.progress_every,
-                           out=lambda line: print(line, file=sys.stderr, flush=True))
+    runner = TrafficRunner(
+        args.target,
+        args.rate,
+        args.duration,
+        args.seed,
+        progress=not args.quiet,
+        progress_every=args.progress_every,
+        out=lambda line: print(line, file=sys.stderr, flush=True),
+    )
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner._stop.set())
     runner.start()

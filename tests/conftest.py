@@ -19,8 +19,12 @@ TEST_PORT_OFFSET = os.environ.get("COURSE_TEST_PORT_OFFSET", "10000")
 def pytest_configure(config):
     os.environ["COURSE_STATE_DIR"] = str(REPO / ".course-test")
     os.environ["COURSE_PORT_OFFSET"] = TEST_PORT_OFFSET
-    for var in ("COURSE_PROMETHEUS_URL", "COURSE_ALERTMANAGER_URL", "COURSE_PUSHGATEWAY_URL",
-                "COURSE_SERVICE_URL"):
+    for var in (
+        "COURSE_PROMETHEUS_URL",
+        "COURSE_ALERTMANAGER_URL",
+        "COURSE_PUSHGATEWAY_URL",
+        "COURSE_SERVICE_URL",
+    ):
         os.environ.pop(var, None)
     # Per-component port overrides from a learner's shell would break isolation.
     for var in [v for v in os.environ if v.startswith("COURSE_") and v.endswith("_PORT")]:

@@ -14,8 +14,13 @@ def test_defaults_are_the_lab_ports_on_loopback():
 
 
 def test_offset_moves_every_port_and_overrides_win():
-    cfg = StackConfig.from_env({"COURSE_PORT_OFFSET": "10000", "COURSE_SERVICE_PORT": "4000",
-                                "COURSE_STATE_DIR": "/tmp/somewhere"})
+    cfg = StackConfig.from_env(
+        {
+            "COURSE_PORT_OFFSET": "10000",
+            "COURSE_SERVICE_PORT": "4000",
+            "COURSE_STATE_DIR": "/tmp/somewhere",
+        }
+    )
     assert cfg.port("prometheus") == 19090
     assert cfg.port("alertmanager") == 19093
     assert cfg.port("service") == 4000
@@ -30,11 +35,14 @@ def test_external_urls_switch_to_external_mode():
     assert cfg.url("alertmanager") == "http://127.0.0.1:9093"
 
 
-@pytest.mark.parametrize("env, needle", [
-    ({"COURSE_PORT_OFFSET": "ten"}, "COURSE_PORT_OFFSET='ten' is not a whole number"),
-    ({"COURSE_PROMETHEUS_PORT": "70000"}, "COURSE_PROMETHEUS_PORT=70000 is outside 0-65535"),
-    ({"COURSE_TRAFFIC_RATE": "lots"}, "COURSE_TRAFFIC_RATE='lots' is not a number"),
-])
+@pytest.mark.parametrize(
+    "env, needle",
+    [
+        ({"COURSE_PORT_OFFSET": "ten"}, "COURSE_PORT_OFFSET='ten' is not a whole number"),
+        ({"COURSE_PROMETHEUS_PORT": "70000"}, "COURSE_PROMETHEUS_PORT=70000 is outside 0-65535"),
+        ({"COURSE_TRAFFIC_RATE": "lots"}, "COURSE_TRAFFIC_RATE='lots' is not a number"),
+    ],
+)
 def test_bad_settings_name_the_variable(env, needle):
     with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(")", r"\)")):
         StackConfig.from_env(env)

@@ -72,9 +72,15 @@ scrape_configs:
 """)
     log = (tmp / "prometheus.log").open("w")
     proc = subprocess.Popen(
-        ["prometheus", f"--config.file={tmp / 'prometheus.yml'}",
-         f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=log, stderr=subprocess.STDOUT)
+        [
+            "prometheus",
+            f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_for_data(url, proc, tmp / "prometheus.log")
@@ -108,6 +114,7 @@ def _fails(exercise, answer, stack=None) -> str:
 
 
 # --- the mechanism ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("blank", [BLANK, None, "", "   ", ...])
 def test_unanswered_names_the_exercise_says_what_to_write_and_nudges(blank):
@@ -155,6 +162,7 @@ def test_stack_may_be_a_url_or_come_from_the_environment(prom, monkeypatch):
 
 # --- (a) PromQL ---------------------------------------------------------------------------
 
+
 def test_promql_rejects_too_many_series(prom):
     message = _fails(get("01.up_query"), "up", prom)
     assert "01.up_query" in message
@@ -178,9 +186,11 @@ def test_promql_rejects_different_values(prom):
 
 def test_promql_accepts_equivalent_queries(prom):
     exercise = get("01.scrape_rate")
-    for answer in (f'rate({APPENDED}{{type="float"}}[1m])',
-                   f'sum by (job, instance) (rate({APPENDED}{{type="float"}}[1m]))',
-                   f'  rate({APPENDED}{{type="float", job="prometheus"}}[1m])  '):
+    for answer in (
+        f'rate({APPENDED}{{type="float"}}[1m])',
+        f'sum by (job, instance) (rate({APPENDED}{{type="float"}}[1m]))',
+        f'  rate({APPENDED}{{type="float", job="prometheus"}}[1m])  ',
+    ):
         assert exercise.check(answer, prom).ok, answer
 
 
@@ -205,8 +215,11 @@ def test_promql_short_window_uses_the_stacks_scrape_interval(prom):
     assert "[2s] spans only 2 scrape(s) at a 1s scrape interval" in message
 
 
-QUANTILE = PromQL("t.p90", f"histogram_quantile(0.9, sum by (le) (rate({BUCKET}[1m])))",
-                  nudge="Aggregate the buckets first.")
+QUANTILE = PromQL(
+    "t.p90",
+    f"histogram_quantile(0.9, sum by (le) (rate({BUCKET}[1m])))",
+    nudge="Aggregate the buckets first.",
+)
 
 
 def test_promql_quantile_exercise(prom):
@@ -221,8 +234,11 @@ def test_promql_quantile_exercise(prom):
 
 
 def test_promql_require_labels(prom):
-    exercise = PromQL("t.by_handler", "sum by (handler) (rate(prometheus_http_requests_total[1m]))",
-                      require_labels=["handler"])
+    exercise = PromQL(
+        "t.by_handler",
+        "sum by (handler) (rate(prometheus_http_requests_total[1m]))",
+        require_labels=["handler"],
+    )
     assert exercise.check("sum(rate(prometheus_http_requests_total[1m])) by (handler)", prom).ok
     message = _fails(exercise, "sum(rate(prometheus_http_requests_total[1m]))", prom)
     assert "label handler is missing" in message
@@ -267,11 +283,16 @@ def test_promql_setup_problems_are_not_the_learners_fault(prom):
 
 # --- (b) metric definitions ---------------------------------------------------------------------
 
-def _hist(name="vrewcraft_thumbnail_duration_seconds", buckets=(.01, .02, .05, .1, .2, .5, 1),
-          **kwargs):
+
+def _hist(
+    name="vrewcraft_thumbnail_duration_seconds",
+    buckets=(0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1),
+    **kwargs,
+):
     """Build a learner-style histogram in a scratch registry."""
-    return Histogram(name, "Thumbnail latency.", buckets=buckets, registry=CollectorRegistry(),
-                     **kwargs)
+    return Histogram(
+        name, "Thumbnail latency.", buckets=buckets, registry=CollectorRegistry(), **kwargs
+    )
 
 
 def test_metric_accepts_the_right_histogram():
@@ -281,27 +302,42 @@ def test_metric_accepts_the_right_histogram():
     assert "0.01 0.02 0.05" in exercise.check(solution("02.thumbnail_histogram")).message
 
 
-@pytest.mark.parametrize(("answer", "expected"), [
-    (lambda: Summary("vrewcraft_thumbnail_duration_seconds", "x", registry=CollectorRegistry()),
-     "can't be aggregated"),
-    (lambda: Gauge("vrewcraft_thumbnail_duration_seconds", "x", registry=CollectorRegistry()),
-     "needs a histogram"),
-    (lambda: _hist(name="thumbnail_duration_seconds"), "vrewcraft_ prefix"),
-    (lambda: _hist(name="vrewcraft_thumbnail_duration_ms"), "seconds, not milliseconds"),
-    (lambda: _hist(name="vrewcraft_thumbnail_latency_seconds"), "should be called"),
-    (lambda: _hist(buckets=Histogram.DEFAULT_BUCKETS), "default buckets"),
-    (lambda: _hist(buckets=[10, 20, 50, 100, 200, 500, 1000]), "milliseconds"),
-    (lambda: _hist(buckets=[.01, .05, .1, .2, .5, 1, 2]), "missing 0.02; extra 2"),
-    (lambda: _hist(labelnames=["path"]), "unbounded values"),
-    (lambda: _hist(labelnames=["cache_status"]), "not part of this metric"),
-    (lambda: "vrewcraft_thumbnail_duration_seconds", "metric object"),
-])
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (
+            lambda: Summary(
+                "vrewcraft_thumbnail_duration_seconds", "x", registry=CollectorRegistry()
+            ),
+            "can't be aggregated",
+        ),
+        (
+            lambda: Gauge(
+                "vrewcraft_thumbnail_duration_seconds", "x", registry=CollectorRegistry()
+            ),
+            "needs a histogram",
+        ),
+        (lambda: _hist(name="thumbnail_duration_seconds"), "vrewcraft_ prefix"),
+        (lambda: _hist(name="vrewcraft_thumbnail_duration_ms"), "seconds, not milliseconds"),
+        (lambda: _hist(name="vrewcraft_thumbnail_latency_seconds"), "should be called"),
+        (lambda: _hist(buckets=Histogram.DEFAULT_BUCKETS), "default buckets"),
+        (lambda: _hist(buckets=[10, 20, 50, 100, 200, 500, 1000]), "milliseconds"),
+        (lambda: _hist(buckets=[0.01, 0.05, 0.1, 0.2, 0.5, 1, 2]), "missing 0.02; extra 2"),
+        (lambda: _hist(labelnames=["path"]), "unbounded values"),
+        (lambda: _hist(labelnames=["cache_status"]), "not part of this metric"),
+        (lambda: "vrewcraft_thumbnail_duration_seconds", "metric object"),
+    ],
+)
 def test_metric_rejects(answer, expected):
     assert expected in _fails(get("02.thumbnail_histogram"), answer())
 
 
-REQUESTS = MetricDefinition("t.requests", type="counter", name="vrewcraft_http_requests_total",
-                            labelnames=["method", "route", "status_code"])
+REQUESTS = MetricDefinition(
+    "t.requests",
+    type="counter",
+    name="vrewcraft_http_requests_total",
+    labelnames=["method", "route", "status_code"],
+)
 
 
 def test_metric_counter_labels_and_total_suffix():
@@ -309,20 +345,29 @@ def test_metric_counter_labels_and_total_suffix():
     for name in ("vrewcraft_http_requests_total", "vrewcraft_http_requests"):
         assert REQUESTS.check(Counter(name, "Requests.", labels, registry=CollectorRegistry())).ok
     assert "label status_code is missing" in _fails(
-        REQUESTS, Counter("vrewcraft_http_requests_total", "Requests.", ["method", "route"],
-                          registry=CollectorRegistry()))
-    counter = Counter("vrewcraft_http_requests_total", "Requests.", labels,
-                      registry=CollectorRegistry())
+        REQUESTS,
+        Counter(
+            "vrewcraft_http_requests_total",
+            "Requests.",
+            ["method", "route"],
+            registry=CollectorRegistry(),
+        ),
+    )
+    counter = Counter(
+        "vrewcraft_http_requests_total", "Requests.", labels, registry=CollectorRegistry()
+    )
     assert "labelled child" in _fails(REQUESTS, counter.labels("GET", "/api/videos", "200"))
     assert "only goes up" in _fails(
-        REQUESTS, Gauge("vrewcraft_http_requests_total", "Requests.", labels,
-                        registry=CollectorRegistry()))
+        REQUESTS,
+        Gauge("vrewcraft_http_requests_total", "Requests.", labels, registry=CollectorRegistry()),
+    )
     assert "help text" in _fails(
-        REQUESTS, Counter("vrewcraft_http_requests_total", "", labels,
-                          registry=CollectorRegistry()))
+        REQUESTS, Counter("vrewcraft_http_requests_total", "", labels, registry=CollectorRegistry())
+    )
 
 
 # --- (c) numbers ----------------------------------------------------------------------------
+
 
 def test_number_against_a_reference_query(prom):
     exercise = Number("t.targets", query="count(up)", rel_tol=0)
@@ -355,12 +400,19 @@ def test_number_reference_must_be_one_value(prom):
 
 # --- (d) alert rules --------------------------------------------------------------------------
 
-P99 = ("histogram_quantile(0.99, sum by (le) "
-       "(rate(vrewcraft_http_request_duration_seconds_bucket[5m])))")
+P99 = (
+    "histogram_quantile(0.99, sum by (le) "
+    "(rate(vrewcraft_http_request_duration_seconds_bucket[5m])))"
+)
 HIGH_LATENCY = AlertRule(
     "t.high_api_latency",
     f"alert: HighAPILatency\nexpr: {P99} > 0.2\nfor: 5m\nlabels:\n  severity: warning\n",
-    alert="HighAPILatency", threshold=0.2, op=">", for_="5m", labels={"severity": "warning"})
+    alert="HighAPILatency",
+    threshold=0.2,
+    op=">",
+    for_="5m",
+    labels={"severity": "warning"},
+)
 
 
 def _rule(expr=f"{P99} > 0.2", name="HighAPILatency", extra="for: 5m\nlabels: {severity: warning}"):
@@ -372,40 +424,55 @@ def test_alert_rule_accepts_the_right_rule_in_any_wrapping():
     assert HIGH_LATENCY.check(HIGH_LATENCY.solution).ok
     assert HIGH_LATENCY.check(_rule(extra="for: 300s\nlabels: {severity: warning}")).ok
     assert HIGH_LATENCY.check(_rule(expr=f"0.2 < {P99}")).ok
-    whole_file = ("groups:\n  - name: latency\n    rules:\n      - alert: HighAPILatency\n"
-                  f"        expr: {P99} > 0.2\n        for: 5m\n"
-                  "        labels: {severity: warning}\n")
+    whole_file = (
+        "groups:\n  - name: latency\n    rules:\n      - alert: HighAPILatency\n"
+        f"        expr: {P99} > 0.2\n        for: 5m\n"
+        "        labels: {severity: warning}\n"
+    )
     assert HIGH_LATENCY.check(whole_file).ok
 
 
-@pytest.mark.parametrize(("answer", "expected"), [
-    ("alert: HighAPILatency\n  expr: [", "not valid YAML"),
-    ("just some words", "expected an alerting rule"),
-    (_rule(expr="rate(vrewcraft_http_requests_total) > 0.2"), "promtool check rules rejects"),
-    (_rule(extra="for: 5 minutes\nlabels: {severity: warning}"), "promtool check rules rejects"),
-    (_rule(name="highapilatency"), "case-sensitive"),
-    (_rule(name="ApiSlow"), "no alerting rule named HighAPILatency"),
-    (_rule(expr=f"{P99} > 200"), "1000× too big"),
-    (_rule(expr=f"{P99} > 0.5"), "threshold is 0.5"),
-    (_rule(expr=f"{P99} < 0.2"), "comparison is <"),
-    (_rule(expr=P99), "comparison with a number"),
-    (_rule(extra="labels: {severity: warning}"), "add for: 5m"),
-    (_rule(extra="for: 1m\nlabels: {severity: warning}"), "for: 1m"),
-    (_rule(extra="for: 5m"), "add labels: {severity: warning}"),
-    (_rule(extra="for: 5m\nlabels: {severity: critical}"), "label severity is 'critical'"),
-    # the seed's erratum 1, and irate in an alert
-    (_rule(expr="histogram_quantile(0.99, rate(vrewcraft_http_request_duration_seconds_bucket[5m]))"
-           " > 0.2"), "one quantile per series"),
-    (_rule(expr=P99.replace("rate(", "irate(") + " > 0.2"), "irate() sees only"),
-    (42, "YAML string"),
-])
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("alert: HighAPILatency\n  expr: [", "not valid YAML"),
+        ("just some words", "expected an alerting rule"),
+        (_rule(expr="rate(vrewcraft_http_requests_total) > 0.2"), "promtool check rules rejects"),
+        (
+            _rule(extra="for: 5 minutes\nlabels: {severity: warning}"),
+            "promtool check rules rejects",
+        ),
+        (_rule(name="highapilatency"), "case-sensitive"),
+        (_rule(name="ApiSlow"), "no alerting rule named HighAPILatency"),
+        (_rule(expr=f"{P99} > 200"), "1000× too big"),
+        (_rule(expr=f"{P99} > 0.5"), "threshold is 0.5"),
+        (_rule(expr=f"{P99} < 0.2"), "comparison is <"),
+        (_rule(expr=P99), "comparison with a number"),
+        (_rule(extra="labels: {severity: warning}"), "add for: 5m"),
+        (_rule(extra="for: 1m\nlabels: {severity: warning}"), "for: 1m"),
+        (_rule(extra="for: 5m"), "add labels: {severity: warning}"),
+        (_rule(extra="for: 5m\nlabels: {severity: critical}"), "label severity is 'critical'"),
+        # the seed's erratum 1, and irate in an alert
+        (
+            _rule(
+                expr="histogram_quantile(0.99, "
+                "rate(vrewcraft_http_request_duration_seconds_bucket[5m])) > 0.2"
+            ),
+            "one quantile per series",
+        ),
+        (_rule(expr=P99.replace("rate(", "irate(") + " > 0.2"), "irate() sees only"),
+        (42, "YAML string"),
+    ],
+)
 def test_alert_rule_rejects(answer, expected):
     assert expected in _fails(HIGH_LATENCY, answer)
 
 
 TARGET_DOWN = AlertRule(
-    "t.target_down", "alert: TargetDown\nexpr: up == 0\nfor: 5m\nlabels: {severity: critical}",
-    alert="TargetDown", promtool_tests="""
+    "t.target_down",
+    "alert: TargetDown\nexpr: up == 0\nfor: 5m\nlabels: {severity: critical}",
+    alert="TargetDown",
+    promtool_tests="""
 tests:
   - interval: 1m
     input_series:
@@ -416,29 +483,40 @@ tests:
         alertname: TargetDown
         exp_alerts:
           - exp_labels: {job: api, instance: a, severity: critical}
-""")
+""",
+)
 
 
 def test_alert_rule_unit_tests_run_in_promtool():
     assert "passes the rule tests" in TARGET_DOWN.check(TARGET_DOWN.solution).message
     assert "does not fire as expected" in _fails(
-        TARGET_DOWN, "alert: TargetDown\nexpr: up < 0\nfor: 5m\nlabels: {severity: critical}")
+        TARGET_DOWN, "alert: TargetDown\nexpr: up < 0\nfor: 5m\nlabels: {severity: critical}"
+    )
     assert "does not fire as expected" in _fails(
-        TARGET_DOWN, "alert: TargetDown\nexpr: up == 0\nfor: 10m\nlabels: {severity: critical}")
+        TARGET_DOWN, "alert: TargetDown\nexpr: up == 0\nfor: 10m\nlabels: {severity: critical}"
+    )
 
 
 # --- (e) free-form ------------------------------------------------------------------------------
 
+
 def test_predicate(prom):
-    exercise = Predicate("t.pull", solution="pull", expects="'pull' or 'push'",
-                         test=lambda a, _: a.lower() == "pull" or "Who opens the connection?",
-                         nudge="Think of who scrapes whom.")
+    exercise = Predicate(
+        "t.pull",
+        solution="pull",
+        expects="'pull' or 'push'",
+        test=lambda a, _: a.lower() == "pull" or "Who opens the connection?",
+        nudge="Think of who scrapes whom.",
+    )
     assert exercise.check("Pull").ok
     assert "Who opens the connection?" in _fails(exercise, "push")
     with pytest.raises(ExerciseNotAnswered, match="'pull' or 'push'"):
         exercise.check(BLANK)
     boolean = Predicate("t.bool", solution=3, test=lambda a, _: a == 3, nudge="Count them.")
     assert "Count them." in _fails(boolean, 4)
-    from_stack = Predicate("t.url", solution_from_stack=lambda s: s.prometheus_url,
-                           test=lambda a, s: a == s.prometheus_url)
+    from_stack = Predicate(
+        "t.url",
+        solution_from_stack=lambda s: s.prometheus_url,
+        test=lambda a, s: a == s.prometheus_url,
+    )
     assert from_stack.check(from_stack.reference(prom), prom).ok

@@ -41,8 +41,13 @@ def test_catalog_matches_the_service_definitions():
 
 
 def test_line_plot_refuses_empty_or_broken_data():
-    good = pd.DataFrame({"timestamp": pd.to_datetime([1, 2, 3], unit="s", utc=True),
-                         "value": [1.0, 2.0, 3.0], "route": ["/a"] * 3})
+    good = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime([1, 2, 3], unit="s", utc=True),
+            "value": [1.0, 2.0, 3.0],
+            "route": ["/a"] * 3,
+        }
+    )
     fig = lesson.line_plot(good, "ok", color="route")
     assert len(fig.data) == 1 and list(fig.data[0].y) == [1.0, 2.0, 3.0]
     with pytest.raises(AssertionError, match="only 0 points"):
@@ -57,8 +62,12 @@ def test_make_clip_writes_a_real_video(tmp_path):
     import subprocess
 
     clip = lesson.make_clip(tmp_path / "c.mp4", seconds=1)
-    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration",
-                          "-of", "csv=p=0", str(clip)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(clip)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert math.isclose(float(out.stdout), 1.0, abs_tol=0.2)
 
 

@@ -24,8 +24,9 @@ def test_promtool_accepts_the_prometheus_config():
     assert "SUCCESS" in out.stdout
 
 
-@pytest.mark.parametrize("rule_file", sorted((MONITORING / "prometheus" / "rules").glob("*.yml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "rule_file", sorted((MONITORING / "prometheus" / "rules").glob("*.yml")), ids=lambda p: p.name
+)
 def test_promtool_accepts_each_rule_file(rule_file):
     out = run("promtool", "check", "rules", str(rule_file))
     assert out.returncode == 0, out.stdout + out.stderr
@@ -57,11 +58,17 @@ def test_every_receiver_is_routed():
 
 
 def test_no_secrets_in_the_repo():
-    pattern = re.compile(r"(smtp_auth_password|auth_password|api_url):\s*['\"]?(?!http://127)"
-                         r"[^\s'\"]+|hooks\.slack\.com/services/[A-Z0-9]|"
-                         r"GF_SECURITY_ADMIN_PASSWORD=", re.IGNORECASE)
-    files = [*MONITORING.rglob("*.yml"), *MONITORING.rglob("*.json"),
-             repo_root() / "docker-compose.yml"]
+    pattern = re.compile(
+        r"(smtp_auth_password|auth_password|api_url):\s*['\"]?(?!http://127)"
+        r"[^\s'\"]+|hooks\.slack\.com/services/[A-Z0-9]|"
+        r"GF_SECURITY_ADMIN_PASSWORD=",
+        re.IGNORECASE,
+    )
+    files = [
+        *MONITORING.rglob("*.yml"),
+        *MONITORING.rglob("*.json"),
+        repo_root() / "docker-compose.yml",
+    ]
     offenders = [f"{f}: {m.group(0)}" for f in files for m in pattern.finditer(f.read_text())]
     assert offenders == []
 

@@ -22,8 +22,9 @@ def test_there_are_notebooks():
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_is_committed_clean(path: Path):
     nb = nbformat.read(path, as_version=4)
-    assert re.fullmatch(r"\d\d_[a-z0-9]+(_[a-z0-9]+)*", path.stem), \
+    assert re.fullmatch(r"\d\d_[a-z0-9]+(_[a-z0-9]+)*", path.stem), (
         f"{path.name}: name notebooks NN_snake_case.ipynb"
+    )
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
@@ -37,8 +38,9 @@ def test_notebook_has_a_parameters_cell(path: Path):
     nb = nbformat.read(path, as_version=4)
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, f"{path.name}: exactly one cell tagged 'parameters'"
-    assert re.search(r"^SOLUTIONS = False\b", tagged[0].source, re.M), \
+    assert re.search(r"^SOLUTIONS = False\b", tagged[0].source, re.M), (
         f"{path.name}: the parameters cell must set SOLUTIONS = False"
+    )
 
 
 @pytest.mark.notebook
@@ -48,8 +50,12 @@ def test_notebook_runs_with_solutions(path: Path, stack, tmp_path):
 
     t0 = time.monotonic()
     papermill.execute_notebook(
-        str(path), str(tmp_path / path.name), parameters={"SOLUTIONS": True},
-        cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False,
+        str(path),
+        str(tmp_path / path.name),
+        parameters={"SOLUTIONS": True},
+        cwd=str(NOTEBOOK_DIR),
+        kernel_name="python3",
+        progress_bar=False,
         execution_timeout=300,
     )
     print(f"{path.name}: {time.monotonic() - t0:.1f}s")
@@ -80,8 +86,9 @@ def test_every_notebook_has_three_exercises_that_follow_the_pattern(path: Path):
         exercise_id = CHECK_CALL.search(source).group(1)
         get(exercise_id)  # registered in a catalog
         assert "answer = BLANK" in source and f'solution("{exercise_id}"' in source, source
-        assert source.rstrip().splitlines()[-1].startswith("check("), \
+        assert source.rstrip().splitlines()[-1].startswith("check("), (
             f"{path.name}: check(...) must be the last line of the cell of {exercise_id}"
+        )
 
 
 @pytest.mark.notebook
@@ -95,8 +102,12 @@ def test_notebook_without_solutions_stops_at_the_first_exercise(path: Path, stac
     exercise_id, source = _first_exercise(path)
     with pytest.raises(PapermillExecutionError) as info:
         papermill.execute_notebook(
-            str(path), str(tmp_path / path.name), parameters={"SOLUTIONS": False},
-            cwd=str(NOTEBOOK_DIR), kernel_name="python3", progress_bar=False,
+            str(path),
+            str(tmp_path / path.name),
+            parameters={"SOLUTIONS": False},
+            cwd=str(NOTEBOOK_DIR),
+            kernel_name="python3",
+            progress_bar=False,
             execution_timeout=300,
         )
     err = info.value
@@ -108,6 +119,7 @@ def test_notebook_without_solutions_stops_at_the_first_exercise(path: Path, stac
 
 
 # --- the notebooks' own exercises reject typical wrong answers -----------------------------------
+
 
 def test_01_metric_types_rejects_wrong_classifications():
     from course_lib.exercises import ExerciseFailed, get, solution
@@ -131,7 +143,8 @@ def test_01_metric_types_rejects_wrong_classifications():
 
 def _bad_jobs():
     """Typical wrong run_job answers and a phrase of the hint each should get."""
-    def leaks(metrics, operation, work):          # the seed: all bookkeeping on success only
+
+    def leaks(metrics, operation, work):  # the seed: all bookkeeping on success only
         metrics.ffmpeg_jobs_active.inc()
         result = work()
         metrics.ffmpeg_duration.labels(operation=operation).observe(0.1)
@@ -149,8 +162,10 @@ def _bad_jobs():
             metrics.ffmpeg_jobs_active.dec()
 
     def uncounted(metrics, operation, work):
-        with (metrics.ffmpeg_jobs_active.track_inprogress(),
-              metrics.ffmpeg_duration.labels(operation=operation).time()):
+        with (
+            metrics.ffmpeg_jobs_active.track_inprogress(),
+            metrics.ffmpeg_duration.labels(operation=operation).time(),
+        ):
             return work()
 
     def never_active(metrics, operation, work):
@@ -163,13 +178,19 @@ def _bad_jobs():
         with metrics.ffmpeg_job(operation):
             work()
 
-    return [(leaks, "leaked"), (swallows, "disappeared"), (uncounted, "add 1"),
-            (never_active, "should be 1"), (no_result, "return what work"),
-            ("run_job", "function")]
+    return [
+        (leaks, "leaked"),
+        (swallows, "disappeared"),
+        (uncounted, "add 1"),
+        (never_active, "should be 1"),
+        (no_result, "return what work"),
+        ("run_job", "function"),
+    ]
 
 
-@pytest.mark.parametrize(("answer", "expected"), _bad_jobs(),
-                         ids=lambda a: getattr(a, "__name__", str(a)))
+@pytest.mark.parametrize(
+    ("answer", "expected"), _bad_jobs(), ids=lambda a: getattr(a, "__name__", str(a))
+)
 def test_02_ffmpeg_job_rejects_leaky_instrumentation(answer, expected):
     from course_lib.exercises import ExerciseFailed, get
 
@@ -196,8 +217,9 @@ def test_live_exercises_of_01_and_02_reject_typical_mistakes(stack):
 
     # Thumbnails twice: a miss then a hit, so both cache_status series exist.
     for _ in range(2):
-        requests.get(f"{stack.service_url}/api/videos/sample-1/thumbnail", params={"t": 0.5},
-                     timeout=30)
+        requests.get(
+            f"{stack.service_url}/api/videos/sample-1/thumbnail", params={"t": 0.5}, timeout=30
+        )
     stack.wait_for(solution("02.cache_hit_ratio"), timeout=60)
     stack.wait_for(solution("02.requests_by_route"), timeout=60)
 
@@ -225,9 +247,11 @@ def test_live_exercises_of_01_and_02_reject_typical_mistakes(stack):
     ratio = get("02.cache_hit_ratio")
     hit = 'vrewcraft_thumbnail_requests_total{cache_status="hit"}'
     miss = 'vrewcraft_thumbnail_requests_total{cache_status="miss"}'
-    for answer in ("vrewcraft_thumbnail_cache_hit_ratio",                    # the gauge
-                   f"sum(rate({hit}[5m])) / sum(rate({miss}[5m]))",         # hits / misses
-                   f"rate({hit}[5m]) / rate(vrewcraft_thumbnail_requests_total[5m])",
-                   f"sum({hit}) / sum(vrewcraft_thumbnail_requests_total)"):  # lifetime
+    for answer in (
+        "vrewcraft_thumbnail_cache_hit_ratio",  # the gauge
+        f"sum(rate({hit}[5m])) / sum(rate({miss}[5m]))",  # hits / misses
+        f"rate({hit}[5m]) / rate(vrewcraft_thumbnail_requests_total[5m])",
+        f"sum({hit}) / sum(vrewcraft_thumbnail_requests_total)",
+    ):  # lifetime
         with pytest.raises(ExerciseFailed):
             ratio.check(answer, stack)

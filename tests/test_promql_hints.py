@@ -36,8 +36,10 @@ WRONG = [
     (f"rate({C}[10s])", "range-too-short"),
     (f"rate({C}[5s])", "range-too-short"),
     ("avg_over_time(vrewcraft_websocket_connections[15s])", "range-too-short"),
-    (f"avg(histogram_quantile(0.99, sum by (le, instance) (rate({B}[5m]))))",
-     "aggregated-quantile"),
+    (
+        f"avg(histogram_quantile(0.99, sum by (le, instance) (rate({B}[5m]))))",
+        "aggregated-quantile",
+    ),
     ('avg(rpc_duration_seconds{quantile="0.99"})', "aggregated-quantile"),
     (f"sum(rate({C}[5m])", "syntax-error"),
     (f"rate({C})", "syntax-error"),
@@ -123,8 +125,10 @@ def test_metric_types_override_naming_conventions():
     assert hints("queue_total", metric_types={"queue_total": "gauge"}) == []
     assert hints("rate(latency_count[5m])", metric_types={"latency": "summary"}) == []
     # a native histogram has no _bucket series and needs no sum by (le)
-    assert hints("histogram_quantile(0.9, rate(latency[5m]))",
-                 metric_types={"latency": "histogram"}) == []
+    assert (
+        hints("histogram_quantile(0.9, rate(latency[5m]))", metric_types={"latency": "histogram"})
+        == []
+    )
 
 
 def test_metric_kind_by_name():
@@ -136,8 +140,9 @@ def test_metric_kind_by_name():
 
 
 def test_name_given_as_matcher_is_recognised():
-    assert [h.code for h in hints('rate({__name__="vrewcraft_websocket_connections"}[5m])')] \
-        == ["rate-of-gauge"]
+    assert [h.code for h in hints('rate({__name__="vrewcraft_websocket_connections"}[5m])')] == [
+        "rate-of-gauge"
+    ]
 
 
 def test_several_mistakes_come_most_specific_first():

@@ -64,10 +64,13 @@ def test_thumbnail_miss_then_hit_is_counted_and_timed_apart(service):
     assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
     assert first.content == second.content
 
-    assert value(registry, "vrewcraft_thumbnail_requests_total",
-                 cache_status="miss") == before_miss + 1
-    assert value(registry, "vrewcraft_thumbnail_requests_total",
-                 cache_status="hit") == before_hit + 1
+    assert (
+        value(registry, "vrewcraft_thumbnail_requests_total", cache_status="miss")
+        == before_miss + 1
+    )
+    assert (
+        value(registry, "vrewcraft_thumbnail_requests_total", cache_status="hit") == before_hit + 1
+    )
     assert value(registry, "vrewcraft_thumbnail_duration_seconds_count") == before_all + 2
     assert value(registry, "vrewcraft_thumbnail_miss_duration_seconds_count") == before_misses + 1
     ratio = value(registry, "vrewcraft_thumbnail_cache_hit_ratio")
@@ -86,8 +89,16 @@ def test_route_label_is_the_template_not_the_path(service):
     client, registry, _ = service
     client.get("/api/videos/sample-1")
     client.get("/api/videos/sample-2")
-    assert value(registry, "vrewcraft_http_requests_total", method="GET",
-                 route="/api/videos/{video_id}", status_code="200") >= 2
+    assert (
+        value(
+            registry,
+            "vrewcraft_http_requests_total",
+            method="GET",
+            route="/api/videos/{video_id}",
+            status_code="200",
+        )
+        >= 2
+    )
     text = client.get("/metrics").text
     assert 'route="/api/videos/sample-1"' not in text
 
@@ -97,15 +108,20 @@ def test_a_thousand_unknown_paths_add_at_most_one_route_value(service):
 
     def routes() -> set[str]:
         text = client.get("/metrics").text
-        return {s.labels["route"] for f in text_string_to_metric_families(text)
-                if f.name == "vrewcraft_http_requests" for s in f.samples}
+        return {
+            s.labels["route"]
+            for f in text_string_to_metric_families(text)
+            if f.name == "vrewcraft_http_requests"
+            for s in f.samples
+        }
 
     before = routes()
     rng = random.Random(7)
     for _ in range(1000):
         depth = rng.randint(1, 4)
-        path = "/" + "/".join("".join(rng.choices(string.ascii_letters + "-._~%20", k=8))
-                              for _ in range(depth))
+        path = "/" + "/".join(
+            "".join(rng.choices(string.ascii_letters + "-._~%20", k=8)) for _ in range(depth)
+        )
         method = rng.choice(["GET", "POST", "DELETE", "BREW"])
         client.request(method, path)
     new = routes() - before
@@ -116,8 +132,12 @@ def test_a_thousand_unknown_paths_add_at_most_one_route_value(service):
 def test_unknown_methods_are_folded_into_other(service):
     client, registry, _ = service
     client.request("PROPFIND", "/api/videos")
-    methods = {s.labels["method"] for f in text_string_to_metric_families(
-        client.get("/metrics").text) if f.name == "vrewcraft_http_requests" for s in f.samples}
+    methods = {
+        s.labels["method"]
+        for f in text_string_to_metric_families(client.get("/metrics").text)
+        if f.name == "vrewcraft_http_requests"
+        for s in f.samples
+    }
     assert "PROPFIND" not in methods and "OTHER" in methods
 
 
@@ -166,8 +186,10 @@ def test_trim_job_streams_real_progress_over_websocket(service):
     output = client.get(f"/api/videos/{job['output_video_id']}").json()
     assert output["source"] == "trim"
     assert output["duration"] == pytest.approx(5.0, abs=0.2)
-    assert value(registry, "vrewcraft_video_edits_total", edit_type="trim",
-                 status="success") == before + 1
+    assert (
+        value(registry, "vrewcraft_video_edits_total", edit_type="trim", status="success")
+        == before + 1
+    )
     assert value(registry, "vrewcraft_ffmpeg_duration_seconds_count", operation="trim") >= 1
     assert value(registry, "vrewcraft_ffmpeg_jobs_active") == 0
     assert not [p for p in (data_dir / "processed").iterdir() if p.name.endswith(".partial")]
@@ -184,22 +206,32 @@ def test_every_catalog_metric_is_exposed(service):
     client, _, _ = service
     client.get("/api/videos/sample-1/thumbnail", params={"t": 1})
     text = client.get("/metrics").text
-    for name in ("vrewcraft_http_requests_total", "vrewcraft_video_uploads_total",
-                 "vrewcraft_video_edits_total", "vrewcraft_thumbnail_requests_total",
-                 "vrewcraft_http_request_duration_seconds_bucket",
-                 "vrewcraft_thumbnail_duration_seconds_bucket",
-                 "vrewcraft_thumbnail_miss_duration_seconds_bucket",
-                 "vrewcraft_ffmpeg_duration_seconds_bucket",
-                 "vrewcraft_upload_duration_seconds_bucket",
-                 "vrewcraft_websocket_connections", "vrewcraft_ffmpeg_jobs_active",
-                 "vrewcraft_thumbnail_cache_hit_ratio",
-                 'vrewcraft_memory_usage_bytes{type="rss"}',
-                 'vrewcraft_db_pool_connections{state="total"}',
-                 "process_resident_memory_bytes", "process_cpu_seconds_total"):
+    for name in (
+        "vrewcraft_http_requests_total",
+        "vrewcraft_video_uploads_total",
+        "vrewcraft_video_edits_total",
+        "vrewcraft_thumbnail_requests_total",
+        "vrewcraft_http_request_duration_seconds_bucket",
+        "vrewcraft_thumbnail_duration_seconds_bucket",
+        "vrewcraft_thumbnail_miss_duration_seconds_bucket",
+        "vrewcraft_ffmpeg_duration_seconds_bucket",
+        "vrewcraft_upload_duration_seconds_bucket",
+        "vrewcraft_websocket_connections",
+        "vrewcraft_ffmpeg_jobs_active",
+        "vrewcraft_thumbnail_cache_hit_ratio",
+        'vrewcraft_memory_usage_bytes{type="rss"}',
+        'vrewcraft_db_pool_connections{state="total"}',
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+    ):
         assert name in text, name
-    total = [s for f in text_string_to_metric_families(text)
-             if f.name == "vrewcraft_db_pool_connections" for s in f.samples
-             if s.labels["state"] == "total"]
+    total = [
+        s
+        for f in text_string_to_metric_families(text)
+        if f.name == "vrewcraft_db_pool_connections"
+        for s in f.samples
+        if s.labels["state"] == "total"
+    ]
     assert total[0].value >= 1  # the pool really opened connections
 
 
@@ -207,9 +239,14 @@ def test_fault_switch_latency_errors_flush_and_broken_ffmpeg(service):
     client, registry, _ = service
     assert client.get("/admin/faults").json()["error_ratio"] == 0
     try:
-        state = client.post("/admin/faults", json={
-            "latency": {"/api/videos/{video_id}": 0.2}, "error_ratio": 1.0,
-            "error_routes": ["/api/videos"]}).json()
+        state = client.post(
+            "/admin/faults",
+            json={
+                "latency": {"/api/videos/{video_id}": 0.2},
+                "error_ratio": 1.0,
+                "error_routes": ["/api/videos"],
+            },
+        ).json()
         assert state["latency"] == {"/api/videos/{video_id}": 0.2}
         start = time.perf_counter()
         assert client.get("/api/videos/sample-1").status_code == 200
@@ -217,8 +254,16 @@ def test_fault_switch_latency_errors_flush_and_broken_ffmpeg(service):
         failed = client.get("/api/videos")
         assert failed.status_code == 500 and failed.json()["error"] == "injected_fault"
         assert client.get("/metrics").status_code == 200  # monitoring unaffected
-        assert value(registry, "vrewcraft_http_requests_total", method="GET",
-                     route="/api/videos", status_code="500") >= 1
+        assert (
+            value(
+                registry,
+                "vrewcraft_http_requests_total",
+                method="GET",
+                route="/api/videos",
+                status_code="500",
+            )
+            >= 1
+        )
 
         client.get("/api/videos/sample-2/thumbnail", params={"t": 3.3})
         flushed = client.post("/admin/faults", json={"flush_cache": True}).json()
@@ -232,8 +277,7 @@ def test_fault_switch_latency_errors_flush_and_broken_ffmpeg(service):
         assert broken.status_code == 500 and broken.json()["error"] == "ffmpeg_failed"
         assert "thumbnail failed" in broken.json()["detail"]
         assert "injected fault" in broken.json()["detail"]
-        assert value(registry, "vrewcraft_ffmpeg_errors_total",
-                     operation="thumbnail") == errors + 1
+        assert value(registry, "vrewcraft_ffmpeg_errors_total", operation="thumbnail") == errors + 1
         assert value(registry, "vrewcraft_ffmpeg_jobs_active") == 0
         assert client.get("/api/videos").status_code == 200  # PUT replaced the error ratio
     finally:

@@ -36,8 +36,11 @@ def value(registry, name, **labels):
 
 def files_under(path: Path) -> dict[str, tuple[int, float]]:
     """Return relative path -> (size, mtime) for every file under ``path``, SQLite excluded."""
-    return {str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime)
-            for p in path.rglob("*") if p.is_file() and "sqlite3" not in p.name}
+    return {
+        str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime)
+        for p in path.rglob("*")
+        if p.is_file() and "sqlite3" not in p.name
+    }
 
 
 def assert_error(response, status: int, code: str | None = None) -> dict:
@@ -50,8 +53,9 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     return body
 
 
-def call_asgi(client: TestClient, path: str, headers: dict[str, str],
-              chunks: list[bytes]) -> tuple[int, dict, int]:
+def call_asgi(
+    client: TestClient, path: str, headers: dict[str, str], chunks: list[bytes]
+) -> tuple[int, dict, int]:
     """POST ``chunks`` straight to the ASGI app; return (status, JSON body, chunks read)."""
     read = 0
     sent: list[dict] = []
@@ -60,18 +64,30 @@ def call_asgi(client: TestClient, path: str, headers: dict[str, str],
         nonlocal read
         if read < len(chunks):
             read += 1
-            return {"type": "http.request", "body": chunks[read - 1],
-                    "more_body": read < len(chunks)}
+            return {
+                "type": "http.request",
+                "body": chunks[read - 1],
+                "more_body": read < len(chunks),
+            }
         return {"type": "http.disconnect"}
 
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
-             "query_string": b"", "root_path": "", "client": ("127.0.0.1", 1),
-             "server": ("127.0.0.1", 80),
-             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }
 
     async def run() -> None:
         await client.app(scope, receive, send)
@@ -84,8 +100,10 @@ def call_asgi(client: TestClient, path: str, headers: dict[str, str],
 
 def multipart_head(boundary: str) -> bytes:
     """Return the multipart preamble of a 'file' part."""
-    return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
-            f"filename=\"big.mp4\"\r\nContent-Type: video/mp4\r\n\r\n").encode()
+    return (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+        f'filename="big.mp4"\r\nContent-Type: video/mp4\r\n\r\n'
+    ).encode()
 
 
 class TestUploads:
@@ -94,11 +112,12 @@ class TestUploads:
         before = files_under(data_dir)
         rejected = value(registry, "vrewcraft_video_uploads_total", status="rejected")
         errors = value(registry, "vrewcraft_ffmpeg_errors_total", operation="probe")
-        response = client.post("/api/upload", files={
-            "file": ("notes.mp4", b"this is a text file, not a video\n" * 50, "video/mp4")})
+        response = client.post(
+            "/api/upload",
+            files={"file": ("notes.mp4", b"this is a text file, not a video\n" * 50, "video/mp4")},
+        )
         assert_error(response, 415, "not_a_video")
-        assert value(registry, "vrewcraft_video_uploads_total",
-                     status="rejected") == rejected + 1
+        assert value(registry, "vrewcraft_video_uploads_total", status="rejected") == rejected + 1
         # Garbage from a client is not an ffmpeg failure: no FFmpegErrorSpike from it.
         assert value(registry, "vrewcraft_ffmpeg_errors_total", operation="probe") == errors
         assert files_under(data_dir) == before
@@ -106,34 +125,48 @@ class TestUploads:
     def test_an_image_is_not_a_video(self, service):
         client, _, _ = service
         jpeg = client.get("/api/videos/sample-1/thumbnail", params={"t": 1}).content
-        assert_error(client.post("/api/upload", files={"file": ("a.jpg", jpeg, "image/jpeg")}),
-                     415, "not_a_video")
+        assert_error(
+            client.post("/api/upload", files={"file": ("a.jpg", jpeg, "image/jpeg")}),
+            415,
+            "not_a_video",
+        )
 
     def test_not_multipart_is_415(self, service):
         client, _, _ = service
-        response = client.post("/api/upload", content=b"\x00" * 100,
-                               headers={"content-type": "application/octet-stream"})
+        response = client.post(
+            "/api/upload",
+            content=b"\x00" * 100,
+            headers={"content-type": "application/octet-stream"},
+        )
         assert_error(response, 415, "unsupported_media_type")
 
     def test_empty_file_is_400(self, service):
         client, registry, data_dir = service
         before = files_under(data_dir)
         rejected = value(registry, "vrewcraft_video_uploads_total", status="rejected")
-        assert_error(client.post("/api/upload", files={"file": ("empty.mp4", b"", "video/mp4")}),
-                     400, "empty_upload")
-        assert value(registry, "vrewcraft_video_uploads_total",
-                     status="rejected") == rejected + 1
+        assert_error(
+            client.post("/api/upload", files={"file": ("empty.mp4", b"", "video/mp4")}),
+            400,
+            "empty_upload",
+        )
+        assert value(registry, "vrewcraft_video_uploads_total", status="rejected") == rejected + 1
         assert files_under(data_dir) == before
 
     def test_missing_file_field_is_400(self, service):
         client, _, _ = service
-        assert_error(client.post("/api/upload", files={"video": ("a.mp4", b"x", "video/mp4")}),
-                     400, "missing_file")
+        assert_error(
+            client.post("/api/upload", files={"video": ("a.mp4", b"x", "video/mp4")}),
+            400,
+            "missing_file",
+        )
 
     def test_malformed_multipart_is_400(self, service):
         client, _, _ = service
-        response = client.post("/api/upload", content=b"--zz\r\nnot a header line\r\n\r\n",
-                               headers={"content-type": "multipart/form-data; boundary=zz"})
+        response = client.post(
+            "/api/upload",
+            content=b"--zz\r\nnot a header line\r\n\r\n",
+            headers={"content-type": "multipart/form-data; boundary=zz"},
+        )
         assert response.status_code == 400, response.text
 
     def test_declared_oversize_is_413_before_reading_the_body(self, service):
@@ -141,21 +174,24 @@ class TestUploads:
         before = files_under(data_dir)
         rejected = value(registry, "vrewcraft_video_uploads_total", status="rejected")
         chunks = [b"\x00" * 65536] * 64  # 4 MiB, 16x the limit
-        status, body, read = call_asgi(client, "/api/upload", {
-            "content-type": "multipart/form-data; boundary=b0",
-            "content-length": str(65536 * 64)}, chunks)
+        status, body, read = call_asgi(
+            client,
+            "/api/upload",
+            {"content-type": "multipart/form-data; boundary=b0", "content-length": str(65536 * 64)},
+            chunks,
+        )
         assert (status, body["error"]) == (413, "too_large")
         assert read == 0
-        assert value(registry, "vrewcraft_video_uploads_total",
-                     status="rejected") == rejected + 1
+        assert value(registry, "vrewcraft_video_uploads_total", status="rejected") == rejected + 1
         assert files_under(data_dir) == before
 
     def test_streamed_oversize_is_413_without_reading_it_all(self, service):
         client, _, data_dir = service
         before = files_under(data_dir)
         chunks = [multipart_head("b1")] + [b"\x00" * 65536] * 64  # no content-length
-        status, body, read = call_asgi(client, "/api/upload", {
-            "content-type": "multipart/form-data; boundary=b1"}, chunks)
+        status, body, read = call_asgi(
+            client, "/api/upload", {"content-type": "multipart/form-data; boundary=b1"}, chunks
+        )
         assert (status, body["error"]) == (413, "too_large")
         assert read <= LIMIT // 65536 + 2, f"read {read} of {len(chunks)} chunks"
         assert files_under(data_dir) == before
@@ -175,9 +211,14 @@ class TestUploads:
 
 
 class TestLookups:
-    @pytest.mark.parametrize("path", [
-        "/api/videos/doesnotexist", "/api/videos/doesnotexist/thumbnail",
-        "/api/jobs/doesnotexist"])
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/api/videos/doesnotexist",
+            "/api/videos/doesnotexist/thumbnail",
+            "/api/jobs/doesnotexist",
+        ],
+    )
     def test_unknown_id_is_404(self, service, path):
         client, _, _ = service
         assert_error(client.get(path), 404, "not_found")
@@ -186,62 +227,96 @@ class TestLookups:
         client, _, _ = service
         assert_error(client.post("/api/videos/nope/trim", json={"start": 0, "end": 1}), 404)
 
-    @pytest.mark.parametrize("t", ["-1", "-0.001", "NaN", "nan", "inf", "-inf", "abc", "6.0",
-                                   "100", "1e309"])
+    @pytest.mark.parametrize(
+        "t", ["-1", "-0.001", "NaN", "nan", "inf", "-inf", "abc", "6.0", "100", "1e309"]
+    )
     def test_bad_thumbnail_time_is_422(self, service, t):
         client, registry, _ = service
         misses = value(registry, "vrewcraft_thumbnail_requests_total", cache_status="miss")
         assert_error(client.get("/api/videos/sample-1/thumbnail", params={"t": t}), 422)
-        assert value(registry, "vrewcraft_thumbnail_requests_total",
-                     cache_status="miss") == misses
+        assert value(registry, "vrewcraft_thumbnail_requests_total", cache_status="miss") == misses
 
-    @pytest.mark.parametrize("raw_id", [
-        "..", "..%2F..%2Fetc%2Fpasswd", "%2e%2e%2f%2e%2e%2foutside.txt", "a%5Cb",
-        "sample-1%00", "..%5C..%5Coutside.txt", "%2F", "a.b", "~root", "x" * 65])
+    @pytest.mark.parametrize(
+        "raw_id",
+        [
+            "..",
+            "..%2F..%2Fetc%2Fpasswd",
+            "%2e%2e%2f%2e%2e%2foutside.txt",
+            "a%5Cb",
+            "sample-1%00",
+            "..%5C..%5Coutside.txt",
+            "%2F",
+            "a.b",
+            "~root",
+            "x" * 65,
+        ],
+    )
     def test_path_characters_in_ids_touch_nothing(self, service, raw_id):
         client, _, data_dir = service
         outside = data_dir.parent / "outside.txt"
         before = (files_under(data_dir), outside.stat().st_mtime, outside.read_text())
-        for url in (f"/api/videos/{raw_id}", f"/api/videos/{raw_id}/thumbnail?t=0",
-                    f"/api/jobs/{raw_id}"):
+        for url in (
+            f"/api/videos/{raw_id}",
+            f"/api/videos/{raw_id}/thumbnail?t=0",
+            f"/api/jobs/{raw_id}",
+        ):
             response = client.get(url, follow_redirects=False)
             if response.status_code == 307:  # "/api/videos//" -> the listing, harmless
                 assert response.headers["location"].endswith("/api/videos")
                 continue
             assert response.status_code in (404, 422), (url, response.status_code)
             assert "error" in response.json()
-        trim = client.post(f"/api/videos/{raw_id}/trim", json={"start": 0, "end": 1},
-                           follow_redirects=False)
+        trim = client.post(
+            f"/api/videos/{raw_id}/trim", json={"start": 0, "end": 1}, follow_redirects=False
+        )
         assert trim.status_code in (404, 405, 422)
         assert (files_under(data_dir), outside.stat().st_mtime, outside.read_text()) == before
 
 
 class TestTrims:
-    @pytest.mark.parametrize("body", [
-        {"start": 3, "end": 3}, {"start": 4, "end": 2}, {"start": 0, "end": 6.5},
-        {"start": 5, "end": 60}])
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"start": 3, "end": 3},
+            {"start": 4, "end": 2},
+            {"start": 0, "end": 6.5},
+            {"start": 5, "end": 60},
+        ],
+    )
     def test_bad_range_is_422_and_counted_as_rejected(self, service, body):
         client, registry, _ = service
-        rejected = value(registry, "vrewcraft_video_edits_total", edit_type="trim",
-                         status="rejected")
+        rejected = value(
+            registry, "vrewcraft_video_edits_total", edit_type="trim", status="rejected"
+        )
         assert_error(client.post("/api/videos/sample-1/trim", json=body), 422, "invalid_range")
-        assert value(registry, "vrewcraft_video_edits_total", edit_type="trim",
-                     status="rejected") == rejected + 1
+        assert (
+            value(registry, "vrewcraft_video_edits_total", edit_type="trim", status="rejected")
+            == rejected + 1
+        )
 
-    @pytest.mark.parametrize("raw", [
-        '{"start": -1, "end": 2}', '{"start": NaN, "end": 2}', '{"start": 0}',
-        '{"start": "a", "end": 2}', "not json", '{"start": 0, "end": 2, "speed": 9}', "[]"])
+    @pytest.mark.parametrize(
+        "raw",
+        [
+            '{"start": -1, "end": 2}',
+            '{"start": NaN, "end": 2}',
+            '{"start": 0}',
+            '{"start": "a", "end": 2}',
+            "not json",
+            '{"start": 0, "end": 2, "speed": 9}',
+            "[]",
+        ],
+    )
     def test_malformed_body_is_422(self, service, raw):
         client, _, _ = service
-        response = client.post("/api/videos/sample-1/trim", content=raw,
-                               headers={"content-type": "application/json"})
+        response = client.post(
+            "/api/videos/sample-1/trim", content=raw, headers={"content-type": "application/json"}
+        )
         assert_error(response, 422)
 
     def test_corrupt_video_trim_fails_counted_with_no_partial_output(self, service):
         client, registry, data_dir = service
         errors = value(registry, "vrewcraft_ffmpeg_errors_total", operation="trim")
-        failed = value(registry, "vrewcraft_video_edits_total", edit_type="trim",
-                       status="failed")
+        failed = value(registry, "vrewcraft_video_edits_total", edit_type="trim", status="failed")
         processed_before = set(os.listdir(data_dir / "processed"))
         started = client.post("/api/videos/sample-3/trim", json={"start": 1, "end": 4})
         assert started.status_code == 202
@@ -252,17 +327,19 @@ class TestTrims:
         assert "trim failed" in state["error"]
         assert client.get(f"/api/jobs/{state['id']}").json()["status"] == "failed"
         assert value(registry, "vrewcraft_ffmpeg_errors_total", operation="trim") == errors + 1
-        assert value(registry, "vrewcraft_video_edits_total", edit_type="trim",
-                     status="failed") == failed + 1
+        assert (
+            value(registry, "vrewcraft_video_edits_total", edit_type="trim", status="failed")
+            == failed + 1
+        )
         assert value(registry, "vrewcraft_ffmpeg_jobs_active") == 0
         assert set(os.listdir(data_dir / "processed")) == processed_before
 
     def test_corrupt_video_thumbnail_is_a_clear_counted_error(self, service):
         client, registry, _ = service
         errors = value(registry, "vrewcraft_ffmpeg_errors_total", operation="thumbnail")
-        body = assert_error(client.get("/api/videos/sample-3/thumbnail", params={"t": 2}),
-                            500, "ffmpeg_failed")
+        body = assert_error(
+            client.get("/api/videos/sample-3/thumbnail", params={"t": 2}), 500, "ffmpeg_failed"
+        )
         assert "thumbnail failed" in body["detail"]
-        assert value(registry, "vrewcraft_ffmpeg_errors_total",
-                     operation="thumbnail") == errors + 1
+        assert value(registry, "vrewcraft_ffmpeg_errors_total", operation="thumbnail") == errors + 1
         assert value(registry, "vrewcraft_ffmpeg_jobs_active") == 0

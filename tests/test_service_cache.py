@@ -18,8 +18,10 @@ from course_lib.service.testing import redis_server, seeded_settings
 def redis_url(tmp_path_factory):
     """Yield the URL of a redis-server started for this module (fails if not installed)."""
     if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is required for the Redis cache tests: "
-                    "apt-get install redis-server (or brew install redis)")
+        pytest.fail(
+            "redis-server is required for the Redis cache tests: "
+            "apt-get install redis-server (or brew install redis)"
+        )
     with redis_server(tmp_path_factory.mktemp("redis")) as url:
         yield url
 
@@ -85,12 +87,17 @@ def test_app_serves_thumbnails_from_redis_shared_between_instances(redis_url, tm
             assert client.get("/healthz").json()["cache"] == "redis"
             response = client.get("/api/videos/sample-1/thumbnail", params={"t": 2.25})
             assert response.status_code == 200
-            results.append((response.headers["x-cache"], response.content,
-                            registry.get_sample_value("vrewcraft_thumbnail_requests_total",
-                                                      {"cache_status": "hit"})))
+            results.append(
+                (
+                    response.headers["x-cache"],
+                    response.content,
+                    registry.get_sample_value(
+                        "vrewcraft_thumbnail_requests_total", {"cache_status": "hit"}
+                    ),
+                )
+            )
             if name == "replica-b":
-                assert client.post("/admin/faults",
-                                   json={"flush_cache": True}).status_code == 200
+                assert client.post("/admin/faults", json={"flush_cache": True}).status_code == 200
                 again = client.get("/api/videos/sample-1/thumbnail", params={"t": 2.25})
                 assert again.headers["x-cache"] == "MISS"
     (first, image_a, _), (second, image_b, hits_b) = results

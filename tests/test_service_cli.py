@@ -16,9 +16,21 @@ from course_lib.supervisor import stop_child
 def start(data_dir, port):
     """Start the service; return the process."""
     return subprocess.Popen(
-        [sys.executable, "-m", "course_lib.service", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(data_dir)],
-        env=env_without_redis(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "course_lib.service",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=env_without_redis(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def wait_healthy(proc, url, timeout=20.0) -> float:

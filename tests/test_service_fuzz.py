@@ -21,8 +21,10 @@ EXAMPLES_PER_OPERATION = 25
 def base_url(tmp_path_factory):
     """Yield the URL of a real uvicorn-served app (one for the whole module)."""
     data_dir = tmp_path_factory.mktemp("fuzz")
-    app = make_app(registry=CollectorRegistry(),
-                   settings=seeded_settings(data_dir, max_upload_bytes=512 * 1024))
+    app = make_app(
+        registry=CollectorRegistry(),
+        settings=seeded_settings(data_dir, max_upload_bytes=512 * 1024),
+    )
     with serve_in_thread(app) as url:
         yield url
 
@@ -33,20 +35,31 @@ def test_no_unexpected_server_errors(base_url):
     schema = schema.exclude(path_regex="^/admin")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert {op.path for op in operations} >= {
-        "/api/upload", "/api/videos", "/api/videos/{video_id}",
-        "/api/videos/{video_id}/thumbnail", "/api/videos/{video_id}/trim", "/api/jobs/{job_id}"}
+        "/api/upload",
+        "/api/videos",
+        "/api/videos/{video_id}",
+        "/api/videos/{video_id}/thumbnail",
+        "/api/videos/{video_id}/trim",
+        "/api/jobs/{job_id}",
+    }
     server_errors: list[str] = []
     calls = 0
 
-    @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, derandomize=True,
-              database=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES_PER_OPERATION,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
     def fuzz(case):
         nonlocal calls
         response = case.call(base_url=base_url, timeout=30)
         calls += 1
         if response.status_code >= 500:
-            server_errors.append(f"{case.method} {case.path}: {response.status_code} "
-                                 f"{response.text[:200]}")
+            server_errors.append(
+                f"{case.method} {case.path}: {response.status_code} {response.text[:200]}"
+            )
 
     for operation in operations:
         given(case=operation.as_strategy())(fuzz)()

@@ -47,9 +47,29 @@ def pixels(jpeg: bytes) -> np.ndarray:
 def cli_thumbnail(path, t: float) -> bytes:
     """Return the frame at ``t`` as the ffmpeg CLI extracts it (the old implementation)."""
     return subprocess.run(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-ss", str(t),
-         "-i", str(path), "-vf", f"scale={WIDTH}:-2", "-vframes", "1", "-q:v", "5",
-         "-f", "image2", "pipe:1"], capture_output=True, check=True).stdout
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-ss",
+            str(t),
+            "-i",
+            str(path),
+            "-vf",
+            f"scale={WIDTH}:-2",
+            "-vframes",
+            "1",
+            "-q:v",
+            "5",
+            "-f",
+            "image2",
+            "pipe:1",
+        ],
+        capture_output=True,
+        check=True,
+    ).stdout
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -60,8 +80,10 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
 def new_media(broken: bool = False, threads: int = 2) -> tuple[Media, CollectorRegistry]:
     """Return a Media on a fresh registry, and that registry."""
     registry = CollectorRegistry()
-    return (Media(VrewCraftMetrics(registry), broken=lambda: broken,
-                  thumbnail_threads=threads), registry)
+    return (
+        Media(VrewCraftMetrics(registry), broken=lambda: broken, thumbnail_threads=threads),
+        registry,
+    )
 
 
 def value(registry, name, **labels):
@@ -128,8 +150,7 @@ def test_media_thumbnail_is_measured_as_an_ffmpeg_job(clip):
             await media.close()
 
     assert asyncio.run(scenario())[:2] == b"\xff\xd8"
-    assert value(registry, "vrewcraft_ffmpeg_duration_seconds_count",
-                 operation="thumbnail") == 1
+    assert value(registry, "vrewcraft_ffmpeg_duration_seconds_count", operation="thumbnail") == 1
     assert value(registry, "vrewcraft_ffmpeg_errors_total", operation="thumbnail") == 0
     assert value(registry, "vrewcraft_ffmpeg_jobs_active") == 0
 
@@ -151,8 +172,7 @@ def test_failures_are_counted_and_leave_the_gauge_at_zero(clip, corrupt, case):
     if case == "broken":
         assert BROKEN_MESSAGE in str(caught.value)
     assert value(registry, "vrewcraft_ffmpeg_errors_total", operation="thumbnail") == 1
-    assert value(registry, "vrewcraft_ffmpeg_duration_seconds_count",
-                 operation="thumbnail") == 1
+    assert value(registry, "vrewcraft_ffmpeg_duration_seconds_count", operation="thumbnail") == 1
     assert value(registry, "vrewcraft_ffmpeg_jobs_active") == 0
 
 
@@ -177,8 +197,7 @@ def test_extractions_are_bounded_by_the_decoding_threads(clip, monkeypatch):
 
     async def scenario():
         try:
-            return await asyncio.gather(*(media.thumbnail(clip, i * 0.25, 6.0)
-                                          for i in range(12)))
+            return await asyncio.gather(*(media.thumbnail(clip, i * 0.25, 6.0) for i in range(12)))
         finally:
             await media.close()
 
@@ -196,8 +215,9 @@ def test_no_file_descriptor_or_thread_leaks(clip, corrupt):
 
     async def burst():
         results = await asyncio.gather(
-            *(media.thumbnail(clip if i % 3 else corrupt, (i % 24) * 0.25, 6.0)
-              for i in range(60)), return_exceptions=True)
+            *(media.thumbnail(clip if i % 3 else corrupt, (i % 24) * 0.25, 6.0) for i in range(60)),
+            return_exceptions=True,
+        )
         assert sum(isinstance(r, FFmpegError) for r in results) == 20
         assert all(isinstance(r, bytes | FFmpegError) for r in results)
 

@@ -21,12 +21,16 @@ CATALOG = {
     "vrewcraft_thumbnail_requests_total": ("counter", {"cache_status"}, None),
     "vrewcraft_ffmpeg_errors_total": ("counter", {"operation"}, None),
     "vrewcraft_http_request_duration_seconds": (
-        "histogram", {"method", "route", "status_code"},
-        [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5]),
+        "histogram",
+        {"method", "route", "status_code"},
+        [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+    ),
     "vrewcraft_thumbnail_duration_seconds": (
-        "histogram", set(), [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1]),
-    "vrewcraft_ffmpeg_duration_seconds": (
-        "histogram", {"operation"}, [0.5, 1, 2, 5, 10, 30, 60]),
+        "histogram",
+        set(),
+        [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1],
+    ),
+    "vrewcraft_ffmpeg_duration_seconds": ("histogram", {"operation"}, [0.5, 1, 2, 5, 10, 30, 60]),
     "vrewcraft_upload_duration_seconds": ("histogram", set(), [0.5, 1, 2, 5, 10, 30]),
     "vrewcraft_websocket_connections": ("gauge", set(), None),
     "vrewcraft_ffmpeg_jobs_active": ("gauge", set(), None),
@@ -35,8 +39,13 @@ CATALOG = {
     "vrewcraft_db_pool_connections": ("gauge", {"state"}, None),
 }
 #: Beyond the catalog, on purpose (see metrics.py): miss latency on its own.
-EXTRAS = {"vrewcraft_thumbnail_miss_duration_seconds": (
-    "histogram", set(), [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1])}
+EXTRAS = {
+    "vrewcraft_thumbnail_miss_duration_seconds": (
+        "histogram",
+        set(),
+        [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1],
+    )
+}
 
 
 def _families(registry: CollectorRegistry) -> dict[str, tuple[str, set[str], list | None]]:
@@ -52,8 +61,11 @@ def _families(registry: CollectorRegistry) -> dict[str, tuple[str, set[str], lis
             labels |= set(sample.labels) - {"le"}
             if sample.name.endswith("_bucket") and sample.labels["le"] != "+Inf":
                 buckets.append(float(sample.labels["le"]))
-        found[name] = (family.type, labels,
-                       sorted(set(buckets)) if family.type == "histogram" else None)
+        found[name] = (
+            family.type,
+            labels,
+            sorted(set(buckets)) if family.type == "histogram" else None,
+        )
     return found
 
 

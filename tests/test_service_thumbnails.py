@@ -58,8 +58,9 @@ def test_a_failed_extraction_is_shared_counted_once_and_not_cached():
     clip = rendered_samples() / "sample-2.mp4"
 
     async def scenario(service):
-        results = await asyncio.gather(*(service.get("s2", clip, 2.0, 6.0) for _ in range(5)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(
+            *(service.get("s2", clip, 2.0, 6.0) for _ in range(5)), return_exceptions=True
+        )
         return results, len(service.cache)
 
     (results, cached), registry = run_service(scenario, broken=True)

@@ -35,8 +35,11 @@ def free_port() -> int:
 def scratch_cfg(tmp_path):
     """A config with its own free ports and state directory, for stacks the test starts itself."""
     names = [*DEFAULT_PORTS, "slowpoke", "crasher", "web"]
-    return StackConfig(state_dir=tmp_path / "state", ports={n: free_port() for n in names},
-                       monitoring_dir=repo_root() / "monitoring")
+    return StackConfig(
+        state_dir=tmp_path / "state",
+        ports={n: free_port() for n in names},
+        monitoring_dir=repo_root() / "monitoring",
+    )
 
 
 def python_component(name: str, code: str, **kwargs) -> Component:
@@ -45,12 +48,14 @@ def python_component(name: str, code: str, **kwargs) -> Component:
 
 # --- errors before anything starts --------------------------------------------------------------
 
+
 def test_invalid_prometheus_config_reports_promtool_message(scratch_cfg, tmp_path):
     monitoring = tmp_path / "monitoring"
     shutil.copytree(repo_root() / "monitoring", monitoring)
     config = monitoring / "prometheus" / "prometheus.yml"
-    config.write_text(config.read_text().replace("scrape_interval: 2s",
-                                                 "scrape_interval: 2 parsecs"))
+    config.write_text(
+        config.read_text().replace("scrape_interval: 2s", "scrape_interval: 2 parsecs")
+    )
     cfg = StackConfig(**{**scratch_cfg.__dict__, "monitoring_dir": monitoring})
     with pytest.raises(stack_mod.ConfigError) as err:
         stack_mod.up(cfg, timeout=5)
@@ -79,17 +84,24 @@ def test_missing_binaries_give_the_install_command(scratch_cfg, monkeypatch, tmp
     with pytest.raises(supervisor.MissingBinaryError) as err:
         stack_mod.up(scratch_cfg)
     message = str(err.value)
-    for name in ("prometheus (for prometheus)", "prometheus-alertmanager or alertmanager",
-                 "prometheus-pushgateway or pushgateway"):
+    for name in (
+        "prometheus (for prometheus)",
+        "prometheus-alertmanager or alertmanager",
+        "prometheus-pushgateway or pushgateway",
+    ):
         assert name in message
     assert "install -y --no-install-recommends" in message
 
 
 # --- components that misbehave ------------------------------------------------------------------
 
+
 def test_component_not_ready_in_time_shows_its_log(scratch_cfg, monkeypatch):
-    slow = python_component("slowpoke", "print('warming up the flux capacitor', flush=True);"
-                            "import time; time.sleep(60)", health_path="/healthz")
+    slow = python_component(
+        "slowpoke",
+        "print('warming up the flux capacitor', flush=True);import time; time.sleep(60)",
+        health_path="/healthz",
+    )
     monkeypatch.setattr(stack_mod, "COMPONENTS", [slow])
     try:
         with pytest.raises(stack_mod.NotReadyError) as err:
@@ -102,8 +114,9 @@ def test_component_not_ready_in_time_shows_its_log(scratch_cfg, monkeypatch):
 
 
 def test_component_that_exits_while_starting_shows_exit_code_and_log(scratch_cfg, monkeypatch):
-    crasher = python_component("crasher", "print('config is broken: no such thing'); "
-                               "raise SystemExit(3)")
+    crasher = python_component(
+        "crasher", "print('config is broken: no such thing'); raise SystemExit(3)"
+    )
     monkeypatch.setattr(stack_mod, "COMPONENTS", [crasher])
     with pytest.raises(stack_mod.NotReadyError) as err:
         stack_mod.up(scratch_cfg, timeout=10)
@@ -112,9 +125,11 @@ def test_component_that_exits_while_starting_shows_exit_code_and_log(scratch_cfg
 
 
 def test_dead_component_shows_in_status_and_up_restarts_it(scratch_cfg, monkeypatch):
-    web = Component(name="web", health_path="/",
-                    argv=lambda cfg, py: [py, "-m", "http.server", str(cfg.port("web")),
-                                          "--bind", "127.0.0.1"])
+    web = Component(
+        name="web",
+        health_path="/",
+        argv=lambda cfg, py: [py, "-m", "http.server", str(cfg.port("web")), "--bind", "127.0.0.1"],
+    )
     monkeypatch.setattr(stack_mod, "COMPONENTS", [web])
     try:
         first = stack_mod.up(scratch_cfg, timeout=10)
@@ -137,9 +152,11 @@ def test_dead_component_shows_in_status_and_up_restarts_it(scratch_cfg, monkeypa
 
 
 def test_real_stack_cycle_leaves_no_process_behind(scratch_cfg, monkeypatch):
-    monkeypatch.setattr(stack_mod, "COMPONENTS",
-                        [c for c in stack_mod.COMPONENTS
-                         if c.name in ("pushgateway", "prometheus")])
+    monkeypatch.setattr(
+        stack_mod,
+        "COMPONENTS",
+        [c for c in stack_mod.COMPONENTS if c.name in ("pushgateway", "prometheus")],
+    )
     try:
         ready = stack_mod.up(scratch_cfg, timeout=30)
         assert set(ready.started) == {"pushgateway", "prometheus"}
@@ -149,12 +166,16 @@ def test_real_stack_cycle_leaves_no_process_behind(scratch_cfg, monkeypatch):
         pids = [supervisor.read_pid(c.pid_file(scratch_cfg)).pid for c in stack_mod.COMPONENTS]
     finally:
         stack_mod.down(scratch_cfg)
-    assert not [p for p in pids if psutil.pid_exists(p)
-                and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert not [
+        p
+        for p in pids
+        if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+    ]
     assert supervisor.port_is_free(scratch_cfg.port("prometheus"))
 
 
 # --- the isolated session stack -----------------------------------------------------------------
+
 
 @pytest.mark.stack
 def test_every_target_is_up(stack):
@@ -188,12 +209,16 @@ def stack_components_running(running):
 
 @pytest.mark.stack
 def test_up_again_reuses_the_healthy_stack(stack):
-    before = {c.name: supervisor.read_pid(c.pid_file(stack.config)).pid
-              for c in stack_components_running(stack)}
+    before = {
+        c.name: supervisor.read_pid(c.pid_file(stack.config)).pid
+        for c in stack_components_running(stack)
+    }
     again = stack_mod.up(stack.config, timeout=30)
     assert again.started == []
-    after = {c.name: supervisor.read_pid(c.pid_file(stack.config)).pid
-             for c in stack_components_running(stack)}
+    after = {
+        c.name: supervisor.read_pid(c.pid_file(stack.config)).pid
+        for c in stack_components_running(stack)
+    }
     assert before == after
 
 
@@ -252,8 +277,9 @@ def test_webhook_sink_records_posts_and_rejects_non_json(stack):
 
 @pytest.mark.stack
 def test_external_mode_starts_nothing(stack, tmp_path):
-    cfg = StackConfig.from_env({"COURSE_PROMETHEUS_URL": stack.prometheus_url,
-                                "COURSE_STATE_DIR": str(tmp_path)})
+    cfg = StackConfig.from_env(
+        {"COURSE_PROMETHEUS_URL": stack.prometheus_url, "COURSE_STATE_DIR": str(tmp_path)}
+    )
     external = stack_mod.up(cfg, timeout=30)
     assert external.started == []
     assert external.prometheus_url == stack.prometheus_url
@@ -304,13 +330,28 @@ def test_python_components_run_on_this_interpreter():
 
 def test_dependent_component_starts_after_its_dependency_is_healthy(scratch_cfg, monkeypatch):
     # "web" needs a second to listen; "crasher" exits at once unless web already answers.
-    slow_web = Component(name="web", health_path="/", argv=lambda cfg, py: [
-        py, "-c", "import time, http.server as h; time.sleep(1); h.ThreadingHTTPServer("
-        f"('127.0.0.1', {cfg.port('web')}), h.SimpleHTTPRequestHandler).serve_forever()"])
-    client = Component(name="crasher", has_port=False, health_path=None, after=("web",),
-                       argv=lambda cfg, py: [
-                           py, "-c", "import time, urllib.request; urllib.request.urlopen("
-                           f"'http://127.0.0.1:{cfg.port('web')}/', timeout=2); time.sleep(60)"])
+    slow_web = Component(
+        name="web",
+        health_path="/",
+        argv=lambda cfg, py: [
+            py,
+            "-c",
+            "import time, http.server as h; time.sleep(1); h.ThreadingHTTPServer("
+            f"('127.0.0.1', {cfg.port('web')}), h.SimpleHTTPRequestHandler).serve_forever()",
+        ],
+    )
+    client = Component(
+        name="crasher",
+        has_port=False,
+        health_path=None,
+        after=("web",),
+        argv=lambda cfg, py: [
+            py,
+            "-c",
+            "import time, urllib.request; urllib.request.urlopen("
+            f"'http://127.0.0.1:{cfg.port('web')}/', timeout=2); time.sleep(60)",
+        ],
+    )
     monkeypatch.setattr(stack_mod, "COMPONENTS", [slow_web, client])
     try:
         assert stack_mod.up(scratch_cfg, timeout=10).started == ["web", "crasher"]

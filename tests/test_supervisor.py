@@ -20,8 +20,10 @@ def test_missing_binary_names_it_and_the_install_command(monkeypatch, tmp_path):
 
 
 def test_install_command_per_os():
-    assert supervisor.install_command(["prometheus-pushgateway", "ffprobe"], system="Darwin") \
+    assert (
+        supervisor.install_command(["prometheus-pushgateway", "ffprobe"], system="Darwin")
         == "brew install ffmpeg pushgateway"
+    )
     linux = supervisor.install_command(["promtool", "prometheus"], system="Linux")
     assert linux.endswith("apt-get install -y --no-install-recommends prometheus")
 
@@ -40,14 +42,15 @@ def test_port_in_use_names_port_holder_and_remedy():
 
 def test_stop_processes_kills_the_whole_group_quickly(tmp_path):
     # A parent that ignores SIGTERM and has a child: both must be gone afterwards.
-    script = ("import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
-              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
-              "print('child', 'started', flush=True); time.sleep(60)")
+    script = (
+        "import signal, subprocess, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN);"
+        "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+        "print('child', 'started', flush=True); time.sleep(60)"
+    )
     proc = supervisor.start_process([sys.executable, "-c", script], tmp_path / "p.log")
     record = supervisor.write_pid(tmp_path / "p.pid", proc)
     # The log's header line repeats the command, so look for the joined words only print makes.
-    assert supervisor.poll(lambda: "child started" in (tmp_path / "p.log").read_text(),
-                           timeout=10)
+    assert supervisor.poll(lambda: "child started" in (tmp_path / "p.log").read_text(), timeout=10)
     import psutil
 
     children = psutil.Process(proc.pid).children(recursive=True)
@@ -56,8 +59,9 @@ def test_stop_processes_kills_the_whole_group_quickly(tmp_path):
     assert supervisor.stop_processes([record], grace=0.5) == [proc.pid]
     assert time.monotonic() - t0 < 2.0
     proc.wait(timeout=5)
-    assert supervisor.poll(lambda: not any(c.is_running() and c.status() != "zombie"
-                                           for c in children), timeout=3)
+    assert supervisor.poll(
+        lambda: not any(c.is_running() and c.status() != "zombie" for c in children), timeout=3
+    )
 
 
 def test_pid_record_detects_recycled_pid(tmp_path):
@@ -96,10 +100,17 @@ def test_binary_version_reads_stderr_or_stdout():
 def test_stop_child_terminates_or_kills_and_returns_the_exit_code():
     polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     assert supervisor.stop_child(polite, timeout=5) == -15
-    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, time; "
-                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-                                 "print('armed', flush=True); time.sleep(60)"],
-                                stdout=subprocess.PIPE, text=True)
+    stubborn = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; "
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('armed', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert stubborn.stdout.readline().strip() == "armed"  # the handler is in place
     assert supervisor.stop_child(stubborn, timeout=0.5) == -9
     stubborn.stdout.close()

@@ -29,16 +29,17 @@ from course_lib.traffic import (
 def service(tmp_path_factory):
     """Yield (base URL, registry) of a real uvicorn-served app."""
     registry = CollectorRegistry()
-    app = make_app(registry=registry,
-                   settings=seeded_settings(tmp_path_factory.mktemp("traffic"), sample_count=2))
+    app = make_app(
+        registry=registry,
+        settings=seeded_settings(tmp_path_factory.mktemp("traffic"), sample_count=2),
+    )
     with serve_in_thread(app) as url:
         yield url, registry
 
 
 def plans(seed: int, n: int = 300) -> list[tuple[str, dict]]:
     """Return the first ``n`` planned requests of a generator with ``seed``."""
-    gen = _Generator("http://x", 10, 1, seed, False, threading.Event(), STANDARD_MIX, 8, 5,
-                     print)
+    gen = _Generator("http://x", 10, 1, seed, False, threading.Event(), STANDARD_MIX, 8, 5, print)
     videos = [("sample-1", 6.0), ("sample-2", 6.0)]
     gen.catalog = _Catalog(videos, *_hot_frames(videos))
     out = []
@@ -63,8 +64,9 @@ def test_the_mix_is_deterministic_per_seed_and_skewed():
 def test_fixed_rate_mix_and_hit_ratio_against_the_service(service):
     url, registry = service
     lines: list[str] = []
-    warm = run_traffic(url, rate=25, duration=4, seed=1, progress=True, progress_every=1.0,
-                       out=lines.append)
+    warm = run_traffic(
+        url, rate=25, duration=4, seed=1, progress=True, progress_every=1.0, out=lines.append
+    )
     # Open loop: every scheduled request is sent, or counted as skipped if the service
     # fell more than max_in_flight requests behind (it shouldn't at this rate).
     assert warm.sent + warm.skipped == 100 and warm.transport_errors == 0
@@ -79,15 +81,15 @@ def test_fixed_rate_mix_and_hit_ratio_against_the_service(service):
     # The long-run ratio (~0.9) is measured by bench/service.py; a short run is noisier.
     steady = run_traffic(url, rate=25, duration=6, seed=2, progress=False)
     assert 0.8 <= steady.hit_ratio <= 0.98, steady.as_dict()
-    hits = registry.get_sample_value("vrewcraft_thumbnail_requests_total",
-                                     {"cache_status": "hit"})
+    hits = registry.get_sample_value("vrewcraft_thumbnail_requests_total", {"cache_status": "hit"})
     assert hits == warm.thumbnail_hits + steady.thumbnail_hits
 
 
 def test_uploads_and_trims_of_the_mix_succeed(service):
     url, _ = service
-    summary = run_traffic(url, rate=10, duration=2, seed=3, progress=False,
-                          mix={"upload": 1, "trim": 1})
+    summary = run_traffic(
+        url, rate=10, duration=2, seed=3, progress=False, mix={"upload": 1, "trim": 1}
+    )
     assert summary.by_kind["upload"][201] >= 3, summary.as_dict()
     assert summary.by_kind["trim"][202] >= 3, summary.as_dict()
 
@@ -113,9 +115,24 @@ def test_background_runner_stops_on_request(service):
 def test_cli_runs_until_sigterm_and_prints_a_summary(service):
     url, _ = service
     proc = subprocess.Popen(
-        [sys.executable, "-m", "course_lib.traffic", "--target", url, "--rate", "20",
-         "--duration", "0", "--json", "--progress-every", "0.5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "course_lib.traffic",
+            "--target",
+            url,
+            "--rate",
+            "20",
+            "--duration",
+            "0",
+            "--json",
+            "--progress-every",
+            "0.5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(2.5)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)

@@ -38,7 +38,21 @@ from .core import (
 from .kinds import AlertRule, MetricDefinition, Number, Predicate, PromQL
 
 __all__ = [
-    "BLANK", "REGISTRY", "AlertRule", "CheckResult", "Exercise", "ExerciseError",
-    "ExerciseFailed", "ExerciseNotAnswered", "ExerciseSetupError", "MetricDefinition",
-    "Number", "Predicate", "PromQL", "check", "get", "register", "solution",
+    "BLANK",
+    "REGISTRY",
+    "AlertRule",
+    "CheckResult",
+    "Exercise",
+    "ExerciseError",
+    "ExerciseFailed",
+    "ExerciseNotAnswered",
+    "ExerciseSetupError",
+    "MetricDefinition",
+    "Number",
+    "Predicate",
+    "PromQL",
+    "check",
+    "get",
+    "register",
+    "solution",
 ]

@@ -14,23 +14,33 @@ METRIC_TYPES = ("counter", "gauge", "histogram", "summary")
 #: Four catalog metrics, their type, and why (the hint for a wrong answer).
 _TYPE_OF = {
     "vrewcraft_http_requests_total": (
-        "counter", "requests served only ever go up (until a restart), and the _total suffix "
-                   "is the counter convention"),
+        "counter",
+        "requests served only ever go up (until a restart), and the _total suffix "
+        "is the counter convention",
+    ),
     "vrewcraft_ffmpeg_jobs_active": (
-        "gauge", "jobs start and finish, so the number running goes up and down"),
+        "gauge",
+        "jobs start and finish, so the number running goes up and down",
+    ),
     "vrewcraft_thumbnail_duration_seconds": (
-        "histogram", "you want p99 latency across every instance; a histogram's buckets can be "
-                     "summed across instances, a summary's quantiles can't"),
+        "histogram",
+        "you want p99 latency across every instance; a histogram's buckets can be "
+        "summed across instances, a summary's quantiles can't",
+    ),
     "vrewcraft_memory_usage_bytes": (
-        "gauge", "memory in use is a current level that rises and falls"),
+        "gauge",
+        "memory in use is a current level that rises and falls",
+    ),
 }
 
 
 def _check_metric_types(answer: Any, _stack: Any) -> bool | str:
     """Accept a dict that gives each metric of _TYPE_OF its type."""
     if not isinstance(answer, dict):
-        return ("answer with a dict {metric name: type}, e.g. "
-                "{'vrewcraft_http_requests_total': 'counter', …}.")
+        return (
+            "answer with a dict {metric name: type}, e.g. "
+            "{'vrewcraft_http_requests_total': 'counter', …}."
+        )
     missing = [name for name in _TYPE_OF if name not in answer]
     if missing:
         return f"classify every metric; missing: {', '.join(missing)}."
@@ -43,28 +53,46 @@ def _check_metric_types(answer: Any, _stack: Any) -> bool | str:
     return True
 
 
-register(Predicate(
-    "01.metric_types", solution={name: t for name, (t, _) in _TYPE_OF.items()},
-    test=_check_metric_types,
-    expects="a dict {metric name: 'counter' | 'gauge' | 'histogram' | 'summary'}",
-    nudge="Ask of each metric: can it go down? Is it one number, or a distribution you want "
-          "percentiles of?"))
+register(
+    Predicate(
+        "01.metric_types",
+        solution={name: t for name, (t, _) in _TYPE_OF.items()},
+        test=_check_metric_types,
+        expects="a dict {metric name: 'counter' | 'gauge' | 'histogram' | 'summary'}",
+        nudge="Ask of each metric: can it go down? Is it one number, or a distribution you want "
+        "percentiles of?",
+    )
+)
 
 # --- 01.target_count: read a number off the stack ----------------------------------------------
 
-register(Number(
-    "01.target_count", query="count(up)", rel_tol=0,
-    nudge="Every target Prometheus scrapes has one row in lesson.targets(stack) and one up "
-          "series."))
+register(
+    Number(
+        "01.target_count",
+        query="count(up)",
+        rel_tol=0,
+        nudge="Every target Prometheus scrapes has one row in lesson.targets(stack) and one up "
+        "series.",
+    )
+)
 
 # --- first PromQL --------------------------------------------------------------------------------
 
-register(PromQL(
-    "01.up_query", 'up{job="prometheus"}', require_labels=["job"],
-    nudge="The metric is called up; keep only the series whose job label is prometheus."))
+register(
+    PromQL(
+        "01.up_query",
+        'up{job="prometheus"}',
+        require_labels=["job"],
+        nudge="The metric is called up; keep only the series whose job label is prometheus.",
+    )
+)
 
-register(PromQL(
-    "01.scrape_rate", 'rate(prometheus_tsdb_head_samples_appended_total{type="float"}[1m])',
-    match_on=["job", "instance"],
-    nudge="prometheus_tsdb_head_samples_appended_total is a counter; a counter needs rate(…) "
-          "over a window of about a minute."))
+register(
+    PromQL(
+        "01.scrape_rate",
+        'rate(prometheus_tsdb_head_samples_appended_total{type="float"}[1m])',
+        match_on=["job", "instance"],
+        nudge="prometheus_tsdb_head_samples_appended_total is a counter; a counter needs rate(…) "
+        "over a window of about a minute.",
+    )
+)

@@ -13,9 +13,19 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 __all__ = [
-    "BLANK", "CheckResult", "Exercise", "ExerciseError", "ExerciseFailed",
-    "ExerciseNotAnswered", "ExerciseSetupError", "REGISTRY", "StackLike", "check", "get",
-    "register", "solution",
+    "BLANK",
+    "CheckResult",
+    "Exercise",
+    "ExerciseError",
+    "ExerciseFailed",
+    "ExerciseNotAnswered",
+    "ExerciseSetupError",
+    "REGISTRY",
+    "StackLike",
+    "check",
+    "get",
+    "register",
+    "solution",
 ]
 
 

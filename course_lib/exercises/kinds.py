@@ -67,6 +67,7 @@ def _names(labels: set[str] | list[str]) -> str:
 
 # --- PromQL ---------------------------------------------------------------------------------
 
+
 @dataclass
 class PromQL(Exercise):
     """A PromQL answer, evaluated next to ``solution`` on the live Prometheus at the same instant.
@@ -105,8 +106,9 @@ class PromQL(Exercise):
     def evaluate(self, answer: Any, stack: StackLike | str | None) -> str:
         """Check ``answer``; return a success message or raise ExerciseFailed."""
         if not isinstance(answer, str):
-            raise self.fail(f"write the query as a string, e.g. answer = 'up' "
-                            f"(got a {type(answer).__name__}).")
+            raise self.fail(
+                f"write the query as a string, e.g. answer = 'up' (got a {type(answer).__name__})."
+            )
         query = answer.strip()
         url = prom.prometheus_url(stack)
         scrape = self.scrape_interval or prom.scrape_interval(url)
@@ -126,14 +128,20 @@ class PromQL(Exercise):
             raise ExerciseSetupError(
                 f"{self.id}: the reference query returns no data yet, so nothing can be "
                 f"compared — is the stack scraping (and traffic running)? Wait half a minute "
-                f"and re-run this cell.")
+                f"and re-run this cell."
+            )
         try:
             my_type, mine = self._instant(url, query, at)
         except ExerciseFailed as exc:
             raise ExerciseFailed(f"{exc}" + (f" {new[0].message}" if new else "")) from None
         problem = _result_type_problem(my_type, ref_type) or _compare(
-            _samples(my_type, mine), expected, self.match_on, self.require_labels,
-            self.rel_tol, self.abs_tol)
+            _samples(my_type, mine),
+            expected,
+            self.match_on,
+            self.require_labels,
+            self.rel_tol,
+            self.abs_tol,
+        )
         if problem:
             if new:
                 raise ExerciseFailed(f"{new[0].message}\n(Result check: {problem}.)")
@@ -148,8 +156,9 @@ class PromQL(Exercise):
             return prom.instant(url, query, at)
         except prom.QueryRejected as exc:
             if reference:
-                raise ExerciseSetupError(f"{self.id}: Prometheus rejects the reference "
-                                         f"query {query!r}: {exc}") from None
+                raise ExerciseSetupError(
+                    f"{self.id}: Prometheus rejects the reference query {query!r}: {exc}"
+                ) from None
             raise ExerciseFailed(f"Prometheus rejected your query: {exc}.") from None
 
 
@@ -158,53 +167,69 @@ def _samples(result_type: str, result: Any) -> list[tuple[dict[str, str], float]
     if result_type == "scalar":
         return [({}, prom.as_float(result[1]))]
     if result_type == "vector":
-        return [({k: v for k, v in s["metric"].items() if k != "__name__"},
-                 prom.as_float(s["value"][1])) for s in result]
+        return [
+            (
+                {k: v for k, v in s["metric"].items() if k != "__name__"},
+                prom.as_float(s["value"][1]),
+            )
+            for s in result
+        ]
     return []
 
 
 def _result_type_problem(mine: str, expected: str) -> str | None:
     """Explain a result-type mismatch that value comparison can't (range vector, string)."""
     if mine == "matrix":
-        return ("your query returns a range vector (a [5m] window of raw samples per series); "
-                "wrap it in a function such as rate(…[5m]) to get one value per series")
+        return (
+            "your query returns a range vector (a [5m] window of raw samples per series); "
+            "wrap it in a function such as rate(…[5m]) to get one value per series"
+        )
     if mine == "string" and expected != "string":
         return "your query returns a string literal, not numbers"
     return None
 
 
-def _compare(mine: list, expected: list, match_on: Sequence[str] | None,
-             require: Sequence[str], rel_tol: float, abs_tol: float) -> str | None:
+def _compare(
+    mine: list,
+    expected: list,
+    match_on: Sequence[str] | None,
+    require: Sequence[str],
+    rel_tol: float,
+    abs_tol: float,
+) -> str | None:
     """Return what differs between two instant results (most telling first), or None."""
     mine_names = {k for labels, _ in mine for k in labels}
     exp_names = {k for labels, _ in expected for k in labels}
     for label in [*require, *(match_on or [])]:
         if mine and any(label not in labels for labels, _ in mine):
-            return (f"label {label} is missing from your result — keep it, e.g. "
-                    f"sum by ({label}) (…)")
+            return f"label {label} is missing from your result — keep it, e.g. sum by ({label}) (…)"
     label_note = ""
     if match_on is None:
         missing, extra = exp_names - mine_names, mine_names - exp_names
         if missing and mine:
-            label_note = (f"label {_names(missing)} missing from your result — keep it with "
-                          f"by ({_names(missing)})")
+            label_note = (
+                f"label {_names(missing)} missing from your result — keep it with "
+                f"by ({_names(missing)})"
+            )
         elif extra:
-            label_note = (f"your result has labels the expected one doesn't ({_names(extra)}) "
-                          f"— aggregate them away, e.g. sum without ({_names(extra)}) (…)")
+            label_note = (
+                f"your result has labels the expected one doesn't ({_names(extra)}) "
+                f"— aggregate them away, e.g. sum without ({_names(extra)}) (…)"
+            )
     if match_on is not None:
         seen: set[frozenset] = set()
         for labels, _ in mine:
             k = frozenset({lb: labels.get(lb, "") for lb in match_on}.items())
             if k in seen:
-                return (f"several of your series share {_fmt_labels(dict(k))} — aggregate "
-                        f"by ({_names(match_on)}) or narrow it with a label matcher")
+                return (
+                    f"several of your series share {_fmt_labels(dict(k))} — aggregate "
+                    f"by ({_names(match_on)}) or narrow it with a label matcher"
+                )
             seen.add(k)
     if len(mine) != len(expected):
-        head = (f"your query returns {len(mine)} series, the expected one returns "
-                f"{len(expected)}")
+        head = f"your query returns {len(mine)} series, the expected one returns {len(expected)}"
         if not mine:
-            tail = ("check the metric name and label matchers (try the query in the "
-                    "Prometheus UI)")
+            tail = "check the metric name and label matchers (try the query in the Prometheus UI)"
         elif label_note:
             tail = label_note
         elif len(mine) > len(expected):
@@ -236,12 +261,15 @@ def _compare(mine: list, expected: list, match_on: Sequence[str] | None,
         labels, got, want = diffs[0]
         where = f" for {_fmt_labels(labels)}" if labels else ""
         more = f" (and {len(diffs) - 1} more series)" if len(diffs) > 1 else ""
-        return (f"values differ{where}: you got {got:.6g}, expected {want:.6g}"
-                f"{_ratio_hint(got, want)}{more}")
+        return (
+            f"values differ{where}: you got {got:.6g}, expected {want:.6g}"
+            f"{_ratio_hint(got, want)}{more}"
+        )
     return None
 
 
 # --- Number ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Number(Exercise):
@@ -279,7 +307,8 @@ class Number(Exercise):
         if len(values) != 1:
             raise ExerciseSetupError(
                 f"{self.id}: the reference query returns {len(values)} values, not one — "
-                f"is the stack up and scraping? Wait half a minute and re-run.")
+                f"is the stack up and scraping? Wait half a minute and re-run."
+            )
         return values[0][1]
 
     def evaluate(self, answer: Any, stack: StackLike | str | None) -> str:
@@ -290,8 +319,10 @@ class Number(Exercise):
             return f"right — {mine:g} (reference {want:.6g})"
         direction = "too high" if mine > want else "too low"
         slack = f"{self.rel_tol:.0%}" if self.rel_tol else "the tolerance"
-        raise self.fail(f"{mine:g} is {direction} (more than {slack} off the value the stack "
-                        f"gives right now){_ratio_hint(mine, want)}.")
+        raise self.fail(
+            f"{mine:g} is {direction} (more than {slack} off the value the stack "
+            f"gives right now){_ratio_hint(mine, want)}."
+        )
 
 
 def _as_number(answer: Any) -> float:
@@ -304,24 +335,38 @@ def _as_number(answer: Any) -> float:
         try:
             return float(answer.strip())
         except ValueError:
-            raise ExerciseFailed(f"write the number itself, e.g. answer = 12.5 — {answer!r} "
-                                 f"is not a number.") from None
+            raise ExerciseFailed(
+                f"write the number itself, e.g. answer = 12.5 — {answer!r} is not a number."
+            ) from None
     if hasattr(answer, "iloc"):
-        raise ExerciseFailed("that is a pandas table; pick the number out of it, e.g. "
-                             "answer = df['value'].iloc[0].")
+        raise ExerciseFailed(
+            "that is a pandas table; pick the number out of it, e.g. answer = df['value'].iloc[0]."
+        )
     raise ExerciseFailed(f"write a number, e.g. answer = 12.5 (got a {type(answer).__name__}).")
 
 
 # --- prometheus_client metric definitions ---------------------------------------------------
 
 # Labels whose values are unbounded: each value becomes a new time series.
-_HIGH_CARDINALITY = {"path", "url", "user", "user_id", "id", "video_id", "request_id", "ip",
-                     "email", "session", "session_id", "filename"}
+_HIGH_CARDINALITY = {
+    "path",
+    "url",
+    "user",
+    "user_id",
+    "id",
+    "video_id",
+    "request_id",
+    "ip",
+    "email",
+    "session",
+    "session_id",
+    "filename",
+}
 _TYPE_ADVICE = {
     frozenset({"counter", "gauge"}): "a value that only goes up (requests served, errors) is "
-                                     "a Counter; one that goes up and down is a Gauge",
+    "a Counter; one that goes up and down is a Gauge",
     frozenset({"histogram", "summary"}): "a Summary's quantiles can't be aggregated across "
-                                         "instances; a Histogram's buckets can",
+    "instances; a Histogram's buckets can",
 }
 
 
@@ -340,8 +385,10 @@ class MetricDefinition(Exercise):
     """
 
     kind: ClassVar[str] = "metric"
-    what: ClassVar[str] = ("a prometheus_client metric, e.g. answer = Counter('…_total', 'Help "
-                           "text.', ['label'], registry=scratch)")
+    what: ClassVar[str] = (
+        "a prometheus_client metric, e.g. answer = Counter('…_total', 'Help "
+        "text.', ['label'], registry=scratch)"
+    )
 
     type: str = "counter"
     name: str = ""
@@ -362,17 +409,23 @@ class MetricDefinition(Exercise):
         from prometheus_client.metrics import MetricWrapperBase
 
         if not isinstance(answer, MetricWrapperBase):
-            raise self.fail(f"the answer should be a prometheus_client metric object such as "
-                            f"{self.type.capitalize()}(…), not a {type(answer).__name__}.")
+            raise self.fail(
+                f"the answer should be a prometheus_client metric object such as "
+                f"{self.type.capitalize()}(…), not a {type(answer).__name__}."
+            )
         if getattr(answer, "_labelvalues", ()):
-            raise ExerciseFailed("that is one labelled child (from .labels(…)); answer with the "
-                                 "metric itself, the object Counter/Histogram(…) returned.")
+            raise ExerciseFailed(
+                "that is one labelled child (from .labels(…)); answer with the "
+                "metric itself, the object Counter/Histogram(…) returned."
+            )
         exposed_name, exposed_type = _exposed(answer)
         self._check_type(exposed_type)
         self._check_name(exposed_name)
         if not getattr(answer, "_documentation", ""):
-            raise ExerciseFailed("give the metric a help text (the second argument): it becomes "
-                                 "the # HELP line that tells others what it measures.")
+            raise ExerciseFailed(
+                "give the metric a help text (the second argument): it becomes "
+                "the # HELP line that tells others what it measures."
+            )
         labels = tuple(getattr(answer, "_labelnames", ()))
         self._check_labels(labels)
         bucket_text = ""
@@ -380,16 +433,20 @@ class MetricDefinition(Exercise):
             bounds = [b for b in getattr(answer, "_upper_bounds", []) if b != math.inf]
             self._check_buckets(bounds)
             bucket_text = ", buckets: " + " ".join(f"{b:g}" for b in bounds)
-        return (f"right — {exposed_type} {self.name}, labels: "
-                f"{', '.join(labels) or 'none'}{bucket_text}")
+        return (
+            f"right — {exposed_type} {self.name}, labels: "
+            f"{', '.join(labels) or 'none'}{bucket_text}"
+        )
 
     def _check_type(self, mine: str) -> None:
         """Fail when the metric type differs, saying why the right type fits."""
         if mine == self.type:
             return
         advice = _TYPE_ADVICE.get(frozenset({mine, self.type}), "")
-        raise ExerciseFailed(f"you defined a {mine}, the exercise needs a {self.type}"
-                             + (f": {advice}." if advice else "."))
+        raise ExerciseFailed(
+            f"you defined a {mine}, the exercise needs a {self.type}"
+            + (f": {advice}." if advice else ".")
+        )
 
     def _check_name(self, mine: str) -> None:
         """Fail when the exposed name differs (prefix, units, or just the name)."""
@@ -401,13 +458,17 @@ class MetricDefinition(Exercise):
             return
         prefix = want.split("_", 1)[0] + "_"
         if want.startswith(prefix) and not mine.startswith(prefix) and want.endswith(mine):
-            raise ExerciseFailed(f"start the name with the {prefix} prefix, like every metric "
-                                 f"of this service: {self.name}.")
+            raise ExerciseFailed(
+                f"start the name with the {prefix} prefix, like every metric "
+                f"of this service: {self.name}."
+            )
         if want.endswith("_seconds") and any(u in mine for u in ("_ms", "millisecond")):
-            raise ExerciseFailed(f"Prometheus names use base units: seconds, not milliseconds "
-                                 f"— call it {self.name}.")
-        raise ExerciseFailed(f"the metric should be called {self.name}; yours is exposed as "
-                             f"{mine}.")
+            raise ExerciseFailed(
+                f"Prometheus names use base units: seconds, not milliseconds — call it {self.name}."
+            )
+        raise ExerciseFailed(
+            f"the metric should be called {self.name}; yours is exposed as {mine}."
+        )
 
     def _check_labels(self, mine: tuple[str, ...]) -> None:
         """Fail on missing, extra or unbounded label names."""
@@ -415,35 +476,46 @@ class MetricDefinition(Exercise):
         extra = set(mine) - set(self.labelnames)
         risky = extra & _HIGH_CARDINALITY
         if risky:
-            raise ExerciseFailed(f"a label like {_names(risky)} has unbounded values, and "
-                                 f"every value becomes its own time series — drop it "
-                                 f"(label routes by their template instead).")
+            raise ExerciseFailed(
+                f"a label like {_names(risky)} has unbounded values, and "
+                f"every value becomes its own time series — drop it "
+                f"(label routes by their template instead)."
+            )
         if missing:
-            raise ExerciseFailed(f"label {_names(missing)} is missing: pass labelnames "
-                                 f"{list(self.labelnames)}.")
+            raise ExerciseFailed(
+                f"label {_names(missing)} is missing: pass labelnames {list(self.labelnames)}."
+            )
         if extra:
-            raise ExerciseFailed(f"label {_names(extra)} is not part of this metric; the "
-                                 f"labels are {list(self.labelnames) or 'none'}.")
+            raise ExerciseFailed(
+                f"label {_names(extra)} is not part of this metric; the "
+                f"labels are {list(self.labelnames) or 'none'}."
+            )
 
     def _check_buckets(self, mine: list[float]) -> None:
         """Fail when the finite bucket boundaries differ from the spec."""
         want = sorted(float(b) for b in self.buckets or [])
-        if len(mine) == len(want) and all(math.isclose(a, b) for a, b in zip(mine, want,
-                                                                               strict=True)):
+        if len(mine) == len(want) and all(
+            math.isclose(a, b) for a, b in zip(mine, want, strict=True)
+        ):
             return
         from prometheus_client.metrics import Histogram
 
         if tuple(mine) == tuple(b for b in Histogram.DEFAULT_BUCKETS if b != math.inf):
-            raise ExerciseFailed("these are prometheus_client's default buckets; pass "
-                                 "buckets=[…] with the boundaries the exercise gives.")
-        if len(mine) == len(want) and all(math.isclose(a, b * 1000)
-                                          for a, b in zip(mine, want, strict=True)):
-            raise ExerciseFailed("the buckets look like milliseconds; Prometheus uses seconds "
-                                 "(0.05, not 50).")
+            raise ExerciseFailed(
+                "these are prometheus_client's default buckets; pass "
+                "buckets=[…] with the boundaries the exercise gives."
+            )
+        if len(mine) == len(want) and all(
+            math.isclose(a, b * 1000) for a, b in zip(mine, want, strict=True)
+        ):
+            raise ExerciseFailed(
+                "the buckets look like milliseconds; Prometheus uses seconds (0.05, not 50)."
+            )
         missing = [f"{b:g}" for b in want if not any(math.isclose(b, m) for m in mine)]
         extra = [f"{b:g}" for b in mine if not any(math.isclose(b, w) for w in want)]
         parts = ([f"missing {' '.join(missing)}"] if missing else []) + (
-            [f"extra {' '.join(extra)}"] if extra else [])
+            [f"extra {' '.join(extra)}"] if extra else []
+        )
         raise ExerciseFailed(f"the bucket boundaries differ: {'; '.join(parts)}.")
 
 
@@ -482,8 +554,9 @@ class AlertRule(Exercise):
     """
 
     kind: ClassVar[str] = "alert_rule"
-    what: ClassVar[str] = ("a YAML alerting rule as a string, e.g. answer = '''alert: …\\n"
-                           "expr: …\\nfor: 5m'''")
+    what: ClassVar[str] = (
+        "a YAML alerting rule as a string, e.g. answer = '''alert: …\\nexpr: …\\nfor: 5m'''"
+    )
 
     solution: str = ""
     alert: str = ""
@@ -501,8 +574,7 @@ class AlertRule(Exercise):
     def evaluate(self, answer: Any, stack: StackLike | str | None) -> str:
         """Check ``answer``; return a success message or raise ExerciseFailed."""
         if not isinstance(answer, str):
-            raise self.fail("write the rule as a YAML string (triple quotes keep the "
-                            "indentation).")
+            raise self.fail("write the rule as a YAML string (triple quotes keep the indentation).")
         rules_file = _as_rules_file(answer)
         with tempfile.TemporaryDirectory(prefix="course-rule-") as tmp:
             path = Path(tmp) / "rules.yml"
@@ -518,8 +590,9 @@ class AlertRule(Exercise):
                 (Path(tmp) / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False))
                 ok, output = _promtool(["test", "rules", "tests.yml"], tmp)
                 if not ok:
-                    raise ExerciseFailed(f"promtool test rules: your rule does not fire as "
-                                         f"expected:\n{output}")
+                    raise ExerciseFailed(
+                        f"promtool test rules: your rule does not fire as expected:\n{output}"
+                    )
         tested = " and passes the rule tests" if self.promtool_tests else ""
         return f"right — promtool accepts {self.alert}{tested}"
 
@@ -532,10 +605,12 @@ class AlertRule(Exercise):
         names = [r.get("alert") or r.get("record") for r in rules]
         close = [n for n in names if n and n.lower() == self.alert.lower()]
         if close:
-            raise ExerciseFailed(f"alert names are case-sensitive: call it {self.alert}, not "
-                                 f"{close[0]}.")
-        raise ExerciseFailed(f"no alerting rule named {self.alert} (found: "
-                             f"{', '.join(map(str, names)) or 'none'}).")
+            raise ExerciseFailed(
+                f"alert names are case-sensitive: call it {self.alert}, not {close[0]}."
+            )
+        raise ExerciseFailed(
+            f"no alerting rule named {self.alert} (found: {', '.join(map(str, names)) or 'none'})."
+        )
 
     def _check_spec(self, rule: dict) -> None:
         """Hold the rule to the spec: for, threshold, labels, then PromQL hints."""
@@ -547,13 +622,16 @@ class AlertRule(Exercise):
         for key, want in self.labels.items():
             got = (rule.get("labels") or {}).get(key)
             if got is None:
-                raise ExerciseFailed(f"add labels: {{{key}: {want}}} — routing in "
-                                     f"Alertmanager matches on it.")
+                raise ExerciseFailed(
+                    f"add labels: {{{key}: {want}}} — routing in Alertmanager matches on it."
+                )
             if str(got) != str(want):
-                raise ExerciseFailed(f"label {key} is {got!r}; this alert should be "
-                                     f"{key}={want!r}.")
-        expected_codes = {h.code for h in alert_hints(_expr_of(self.solution, self.alert),
-                                                      self.scrape_interval)}
+                raise ExerciseFailed(
+                    f"label {key} is {got!r}; this alert should be {key}={want!r}."
+                )
+        expected_codes = {
+            h.code for h in alert_hints(_expr_of(self.solution, self.alert), self.scrape_interval)
+        }
         for hint in alert_hints(expr, self.scrape_interval):
             if hint.code not in expected_codes:
                 raise ExerciseFailed(hint.message)
@@ -561,26 +639,34 @@ class AlertRule(Exercise):
     def _check_for(self, got: Any) -> None:
         """Fail when ``for:`` is missing or not the expected duration."""
         if got is None:
-            raise ExerciseFailed(f"add for: {self.for_} — without it the alert fires on the "
-                                 f"first bad evaluation, even for a one-off blip.")
+            raise ExerciseFailed(
+                f"add for: {self.for_} — without it the alert fires on the "
+                f"first bad evaluation, even for a one-off blip."
+            )
         if prom.duration_seconds(str(got)) != prom.duration_seconds(self.for_):
-            raise ExerciseFailed(f"for: {got} — the condition should hold for {self.for_} "
-                                 f"before the alert fires.")
+            raise ExerciseFailed(
+                f"for: {got} — the condition should hold for {self.for_} before the alert fires."
+            )
 
     def _check_threshold(self, expr: str) -> None:
         """Fail when the top-level comparison has the wrong operator or number."""
         found = _comparison(pp.parse(expr))
         if found is None:
-            raise ExerciseFailed("the expr should end in a comparison with a number, e.g. "
-                                 "… > 0.2, so it only returns series while the condition "
-                                 "holds.")
+            raise ExerciseFailed(
+                "the expr should end in a comparison with a number, e.g. "
+                "… > 0.2, so it only returns series while the condition "
+                "holds."
+            )
         op, value = found
         if self.op is not None and op != self.op:
             raise ExerciseFailed(f"the comparison is {op}; this alert needs {self.op}.")
-        if self.threshold is not None and not math.isclose(value, self.threshold,
-                                                           rel_tol=1e-9, abs_tol=1e-12):
-            raise ExerciseFailed(f"the threshold is {value:g}, it should be "
-                                 f"{self.threshold:g}{_ratio_hint(value, self.threshold)}.")
+        if self.threshold is not None and not math.isclose(
+            value, self.threshold, rel_tol=1e-9, abs_tol=1e-12
+        ):
+            raise ExerciseFailed(
+                f"the threshold is {value:g}, it should be "
+                f"{self.threshold:g}{_ratio_hint(value, self.threshold)}."
+            )
 
 
 def _as_rules_file(text: str) -> dict:
@@ -597,8 +683,9 @@ def _as_rules_file(text: str) -> dict:
         data = [data]
     if isinstance(data, list) and all(isinstance(r, dict) for r in data):
         return {"groups": [{"name": "exercise", "rules": data}]}
-    raise ExerciseFailed("expected an alerting rule (alert:, expr:, for:, labels:) or a "
-                         "rules file with groups:.")
+    raise ExerciseFailed(
+        "expected an alerting rule (alert:, expr:, for:, labels:) or a rules file with groups:."
+    )
 
 
 def _expr_of(rule_text: str, alert: str) -> str:
@@ -614,11 +701,14 @@ def _expr_of(rule_text: str, alert: str) -> str:
 def _promtool(args: list[str], cwd: str) -> tuple[bool, str]:
     """Run promtool; return (success, output with the temp directory stripped)."""
     try:
-        proc = subprocess.run(["promtool", *args], cwd=cwd, capture_output=True, text=True,
-                              timeout=60, check=False)
+        proc = subprocess.run(
+            ["promtool", *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+        )
     except FileNotFoundError:
-        raise ExerciseSetupError("promtool is not installed (it ships with Prometheus: "
-                                 "apt install prometheus, or brew install prometheus).") from None
+        raise ExerciseSetupError(
+            "promtool is not installed (it ships with Prometheus: "
+            "apt install prometheus, or brew install prometheus)."
+        ) from None
     output = (proc.stdout + proc.stderr).replace(cwd + "/", "").strip()
     return proc.returncode == 0, output
 
@@ -634,8 +724,13 @@ def _constant(node) -> float | None:
         return None if inner is None else -inner
     if isinstance(node, pp.BinaryExpr):
         a, b = _constant(node.lhs), _constant(node.rhs)
-        ops = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
-               "/": lambda: a / b if b else math.nan, "^": lambda: a ** b}
+        ops = {
+            "+": lambda: a + b,
+            "-": lambda: a - b,
+            "*": lambda: a * b,
+            "/": lambda: a / b if b else math.nan,
+            "^": lambda: a**b,
+        }
         if a is not None and b is not None and str(node.op) in ops:
             return ops[str(node.op)]()
     return None
@@ -659,6 +754,7 @@ def _comparison(node) -> tuple[str, float] | None:
 
 
 # --- free-form ------------------------------------------------------------------------------
+
 
 @dataclass
 class Predicate(Exercise):

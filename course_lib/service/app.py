@@ -64,8 +64,13 @@ ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 VideoId = Annotated[str, PathParam(pattern=ID_PATTERN, description="Video id")]
 JobId = Annotated[str, PathParam(pattern=ID_PATTERN, description="Job id")]
 
-ERROR_RESPONSE = {"content": {"application/json": {"schema": {
-    "type": "object", "properties": {"error": {"type": "string"}, "detail": {}}}}}}
+ERROR_RESPONSE = {
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "properties": {"error": {"type": "string"}, "detail": {}}}
+        }
+    }
+}
 
 
 class ApiError(Exception):
@@ -117,8 +122,14 @@ class Service:
         self.store = await asyncio.to_thread(VideoStore, s.db_path, s.db_pool_size)
         self.cache = await make_cache(s.redis_url, s.cache_entries, s.cache_ttl_seconds)
         self.thumbnails = ThumbnailService(self.cache, self.media, self.metrics)
-        self.jobs = JobManager(self.store, self.media, self.metrics, s.data_dir,
-                               s.processed_dir, s.max_concurrent_trims)
+        self.jobs = JobManager(
+            self.store,
+            self.media,
+            self.metrics,
+            s.data_dir,
+            s.processed_dir,
+            s.max_concurrent_trims,
+        )
         self.sample_ids = await ensure_samples(self)
 
     async def stop(self) -> None:
@@ -145,10 +156,20 @@ async def ensure_samples(svc: Service) -> list[str]:
             await svc.media.generate_sample(path, index, s.sample_seconds)
         if await svc.store.get_video(video_id) is None:
             probe = await svc.media.probe(path)
-            await svc.store.add_video(Video(
-                id=video_id, filename=path.name, path=str(path.relative_to(s.data_dir)),
-                source="sample", size_bytes=path.stat().st_size, duration=probe.duration,
-                width=probe.width, height=probe.height, codec=probe.codec, created_at=now()))
+            await svc.store.add_video(
+                Video(
+                    id=video_id,
+                    filename=path.name,
+                    path=str(path.relative_to(s.data_dir)),
+                    source="sample",
+                    size_bytes=path.stat().st_size,
+                    duration=probe.duration,
+                    width=probe.width,
+                    height=probe.height,
+                    codec=probe.codec,
+                    created_at=now(),
+                )
+            )
         return video_id
 
     return list(await asyncio.gather(*(one(i) for i in range(s.sample_count))))
@@ -162,12 +183,17 @@ def read_memory(process: psutil.Process) -> dict[str, int]:
     plus stack, the closest thing to Node's "heap used".
     """
     info = process.memory_info()
-    return {"rss": info.rss, "vms": info.vms, "shared": getattr(info, "shared", 0),
-            "data": getattr(info, "data", 0)}
+    return {
+        "rss": info.rss,
+        "vms": info.vms,
+        "shared": getattr(info, "shared", 0),
+        "data": getattr(info, "data", 0),
+    }
 
 
-def make_app(registry: CollectorRegistry | None = None,
-             settings: Settings | None = None) -> FastAPI:
+def make_app(
+    registry: CollectorRegistry | None = None, settings: Settings | None = None
+) -> FastAPI:
     """Build one VrewCraft app with its metrics on ``registry`` (a fresh one by default).
 
     Nothing touches the disk or starts a process until the app's lifespan starts
@@ -185,9 +211,14 @@ def make_app(registry: CollectorRegistry | None = None,
     register_default_collectors(registry)
     metrics = VrewCraftMetrics(registry)
     faults = FaultState()
-    media = Media(metrics, broken=lambda: faults.ffmpeg_broken, ffmpeg_bin=settings.ffmpeg,
-                  ffprobe_bin=settings.ffprobe, thumbnail_width=settings.thumbnail_width,
-                  thumbnail_threads=settings.thumbnail_threads)
+    media = Media(
+        metrics,
+        broken=lambda: faults.ffmpeg_broken,
+        ffmpeg_bin=settings.ffmpeg,
+        ffprobe_bin=settings.ffprobe,
+        thumbnail_width=settings.thumbnail_width,
+        thumbnail_threads=settings.thumbnail_threads,
+    )
     svc = Service(settings=settings, metrics=metrics, faults=faults, media=media)
     process = psutil.Process(os.getpid())
     metrics.watch_memory(lambda: read_memory(process))
@@ -202,8 +233,12 @@ def make_app(registry: CollectorRegistry | None = None,
         finally:
             await svc.stop()
 
-    app = FastAPI(title="VrewCraft", version="1.0.0", lifespan=lifespan,
-                  description="Toy video-editing backend instrumented for Prometheus.")
+    app = FastAPI(
+        title="VrewCraft",
+        version="1.0.0",
+        lifespan=lifespan,
+        description="Toy video-editing backend instrumented for Prometheus.",
+    )
     app.state.service = svc
     if settings.instrument_http:
         app.add_middleware(PrometheusMiddleware, metrics=metrics)
@@ -233,8 +268,11 @@ def make_app(registry: CollectorRegistry | None = None,
     @app.get("/healthz", tags=["service"])
     async def healthz() -> dict[str, Any]:
         """Report readiness: 200 once the lifespan has started."""
-        return {"status": "ok", "cache": svc.cache.kind if svc.cache is not None else None,
-                "samples": len(svc.sample_ids)}
+        return {
+            "status": "ok",
+            "cache": svc.cache.kind if svc.cache is not None else None,
+            "samples": len(svc.sample_ids),
+        }
 
     @app.get("/metrics", tags=["service"], response_class=Response)
     async def metrics_endpoint(request: Request) -> Response:
@@ -244,57 +282,94 @@ def make_app(registry: CollectorRegistry | None = None,
 
     # --- videos -------------------------------------------------------------------------
 
-    @app.post("/api/upload", status_code=201, tags=["videos"], dependencies=api,
-              responses={s: ERROR_RESPONSE for s in (400, 413, 415, 422)},
-              openapi_extra={"requestBody": {"required": True, "content": {
-                  "multipart/form-data": {"schema": {
-                      "type": "object", "required": ["file"],
-                      "properties": {"file": {"type": "string", "format": "binary"}}}}}}})
+    @app.post(
+        "/api/upload",
+        status_code=201,
+        tags=["videos"],
+        dependencies=api,
+        responses={s: ERROR_RESPONSE for s in (400, 413, 415, 422)},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["file"],
+                            "properties": {"file": {"type": "string", "format": "binary"}},
+                        }
+                    }
+                },
+            }
+        },
+    )
     async def upload(request: Request) -> dict[str, Any]:
         """Store an uploaded video: streamed to disk, size-limited, probed, then recorded."""
         return await handle_upload(svc, request)
 
     @app.get("/api/videos", tags=["videos"], dependencies=api)
-    async def list_videos(limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                          offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0
-                          ) -> dict[str, Any]:
+    async def list_videos(
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> dict[str, Any]:
         """List videos, oldest first."""
         assert svc.store is not None
         videos, count = await svc.store.list_videos(limit, offset)
-        return {"videos": [v.public() for v in videos], "count": count,
-                "limit": limit, "offset": offset}
+        return {
+            "videos": [v.public() for v in videos],
+            "count": count,
+            "limit": limit,
+            "offset": offset,
+        }
 
-    @app.get("/api/videos/{video_id}", tags=["videos"], dependencies=api,
-             responses={404: ERROR_RESPONSE})
+    @app.get(
+        "/api/videos/{video_id}", tags=["videos"], dependencies=api, responses={404: ERROR_RESPONSE}
+    )
     async def get_video(video_id: VideoId) -> dict[str, Any]:
         """Return one video's metadata."""
         return (await get_video_or_404(video_id)).public()
 
-    @app.get("/api/videos/{video_id}/thumbnail", tags=["videos"], dependencies=api,
-             response_class=Response,
-             responses={200: {"content": {"image/jpeg": {}}}, 404: ERROR_RESPONSE,
-                        422: ERROR_RESPONSE})
-    async def thumbnail(video_id: VideoId,
-                        t: Annotated[float, Query(ge=0, allow_inf_nan=False,
-                                                  description="Seconds into the video")] = 0.0
-                        ) -> Response:
+    @app.get(
+        "/api/videos/{video_id}/thumbnail",
+        tags=["videos"],
+        dependencies=api,
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}}, 404: ERROR_RESPONSE, 422: ERROR_RESPONSE},
+    )
+    async def thumbnail(
+        video_id: VideoId,
+        t: Annotated[
+            float, Query(ge=0, allow_inf_nan=False, description="Seconds into the video")
+        ] = 0.0,
+    ) -> Response:
         """Return a JPEG of the frame at ``t`` seconds, from the cache when possible."""
         video = await get_video_or_404(video_id)
         if t >= video.duration:
-            raise ApiError(422, "t_out_of_range",
-                           f"t={t} is past the end of the video ({video.duration:.3f} s)")
+            raise ApiError(
+                422,
+                "t_out_of_range",
+                f"t={t} is past the end of the video ({video.duration:.3f} s)",
+            )
         assert svc.thumbnails is not None
         try:
             image, hit = await svc.thumbnails.get(
-                video.id, settings.data_dir / video.path, t, video.duration)
+                video.id, settings.data_dir / video.path, t, video.duration
+            )
         except FFmpegError as exc:
             raise ApiError(500, "ffmpeg_failed", str(exc)) from exc
-        return Response(image, media_type="image/jpeg",
-                        headers={"X-Cache": "HIT" if hit else "MISS",
-                                 "Cache-Control": "public, max-age=3600"})
+        return Response(
+            image,
+            media_type="image/jpeg",
+            headers={"X-Cache": "HIT" if hit else "MISS", "Cache-Control": "public, max-age=3600"},
+        )
 
-    @app.post("/api/videos/{video_id}/trim", status_code=202, tags=["edits"],
-              dependencies=api, responses={404: ERROR_RESPONSE, 422: ERROR_RESPONSE})
+    @app.post(
+        "/api/videos/{video_id}/trim",
+        status_code=202,
+        tags=["edits"],
+        dependencies=api,
+        responses={404: ERROR_RESPONSE, 422: ERROR_RESPONSE},
+    )
     async def trim(video_id: VideoId, body: Annotated[TrimRequest, Body()]) -> dict[str, Any]:
         """Start a trim job keeping [start, end); follow it at /api/jobs or /ws/jobs."""
         video = await get_video_or_404(video_id)
@@ -308,11 +383,17 @@ def make_app(registry: CollectorRegistry | None = None,
             raise ApiError(422, "invalid_range", problem)
         assert svc.jobs is not None
         job = await svc.jobs.submit(video, body.start, body.end)
-        return {"job_id": job.id, "status": job.status, "job": job.public(),
-                "status_url": f"/api/jobs/{job.id}", "websocket_url": f"/ws/jobs/{job.id}"}
+        return {
+            "job_id": job.id,
+            "status": job.status,
+            "job": job.public(),
+            "status_url": f"/api/jobs/{job.id}",
+            "websocket_url": f"/ws/jobs/{job.id}",
+        }
 
-    @app.get("/api/jobs/{job_id}", tags=["edits"], dependencies=api,
-             responses={404: ERROR_RESPONSE})
+    @app.get(
+        "/api/jobs/{job_id}", tags=["edits"], dependencies=api, responses={404: ERROR_RESPONSE}
+    )
     async def get_job(job_id: JobId) -> dict[str, Any]:
         """Return a job's state and progress (0..1)."""
         assert svc.jobs is not None
@@ -330,8 +411,9 @@ def make_app(registry: CollectorRegistry | None = None,
             assert svc.jobs is not None
             job = await svc.jobs.get(job_id) if _valid_id(job_id) else None
             if job is None:
-                await websocket.send_json({"error": "not_found",
-                                           "detail": f"no job with id {job_id!r}"})
+                await websocket.send_json(
+                    {"error": "not_found", "detail": f"no job with id {job_id!r}"}
+                )
                 await websocket.close(code=4404)
                 return
             async for state in svc.jobs.watch(job_id):
@@ -378,8 +460,7 @@ def make_app(registry: CollectorRegistry | None = None,
 
 def _valid_id(value: str) -> bool:
     """Return whether ``value`` looks like one of our ids."""
-    return 0 < len(value) <= 64 and all(c.isascii() and (c.isalnum() or c in "-_")
-                                        for c in value)
+    return 0 < len(value) <= 64 and all(c.isascii() and (c.isalnum() or c in "-_") for c in value)
 
 
 async def handle_upload(svc: Service, request: Request) -> dict[str, Any]:
@@ -407,15 +488,22 @@ async def handle_upload(svc: Service, request: Request) -> dict[str, Any]:
             if svc.faults.ffmpeg_broken:
                 raise ApiError(500, "ffmpeg_failed", str(exc)) from exc
             status = "rejected"
-            raise ApiError(422, "corrupt_video",
-                           f"the video could not be decoded: {exc}") from exc
+            raise ApiError(422, "corrupt_video", f"the video could not be decoded: {exc}") from exc
         video_id = uuid.uuid4().hex
         stored = s.uploads_dir / f"{video_id}.video"
         os.replace(received.path, stored)
-        video = Video(id=video_id, filename=safe_filename(received.filename),
-                      path=str(stored.relative_to(s.data_dir)), source="upload",
-                      size_bytes=received.size, duration=probe.duration, width=probe.width,
-                      height=probe.height, codec=probe.codec, created_at=now())
+        video = Video(
+            id=video_id,
+            filename=safe_filename(received.filename),
+            path=str(stored.relative_to(s.data_dir)),
+            source="upload",
+            size_bytes=received.size,
+            duration=probe.duration,
+            width=probe.width,
+            height=probe.height,
+            codec=probe.codec,
+            created_at=now(),
+        )
         await svc.store.add_video(video)
         status = "success"
         return video.public()
@@ -433,8 +521,14 @@ def _error(status: int, code: str, detail: Any) -> JSONResponse:
     return JSONResponse({"error": code, "detail": jsonable_encoder(detail)}, status_code=status)
 
 
-HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
-              413: "too_large", 415: "unsupported_media_type", 422: "validation_error"}
+HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+}
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -448,15 +542,17 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         """Answer invalid parameters or bodies with 422 and the list of problems."""
-        problems = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")}
-                    for e in exc.errors()]
+        problems = [
+            {k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in exc.errors()
+        ]
         return _error(422, "validation_error", problems)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         """Answer routing errors (404, 405, ...) as JSON."""
-        response = _error(exc.status_code, HTTP_CODES.get(exc.status_code, "http_error"),
-                          exc.detail)
+        response = _error(
+            exc.status_code, HTTP_CODES.get(exc.status_code, "http_error"), exc.detail
+        )
         if exc.headers:
             response.headers.update(exc.headers)
         return response

@@ -97,8 +97,9 @@ class RedisCache:
         self._errors = RedisError
         self.url = url
         self.ttl_seconds = ttl_seconds
-        self._redis = redis_asyncio.Redis.from_url(url, socket_timeout=2.0,
-                                                   socket_connect_timeout=2.0)
+        self._redis = redis_asyncio.Redis.from_url(
+            url, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
 
     async def ping(self) -> None:
         """Fail early (at start-up) if the server is unreachable."""

@@ -47,11 +47,14 @@ class FaultUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     latency: dict[str, float] | None = Field(
-        default=None, description="Extra seconds per route template; '*' = every /api route.")
-    error_ratio: float | None = Field(default=None, ge=0.0, le=1.0,
-                                      description="Share of /api requests answered 500.")
+        default=None, description="Extra seconds per route template; '*' = every /api route."
+    )
+    error_ratio: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Share of /api requests answered 500."
+    )
     error_routes: list[str] | None = Field(
-        default=None, description="Route templates the error ratio applies to (empty: all).")
+        default=None, description="Route templates the error ratio applies to (empty: all)."
+    )
     ffmpeg_broken: bool | None = Field(default=None, description="Make every ffmpeg run fail.")
     flush_cache: bool = Field(default=False, description="Empty the thumbnail cache once.")
 
@@ -109,6 +112,10 @@ class FaultState:
 
     def snapshot(self) -> dict[str, Any]:
         """Return the JSON shape shown by GET /admin/faults."""
-        return {"latency": dict(self.latency), "error_ratio": self.error_ratio,
-                "error_routes": list(self.error_routes), "ffmpeg_broken": self.ffmpeg_broken,
-                "cache_flushes": self.cache_flushes}
+        return {
+            "latency": dict(self.latency),
+            "error_ratio": self.error_ratio,
+            "error_routes": list(self.error_routes),
+            "ffmpeg_broken": self.ffmpeg_broken,
+            "cache_flushes": self.cache_flushes,
+        }

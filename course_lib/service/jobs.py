@@ -29,8 +29,15 @@ FINISHED = ("succeeded", "failed")
 class JobManager:
     """Create, run and watch trim jobs."""
 
-    def __init__(self, store: VideoStore, media: Media, metrics: VrewCraftMetrics,
-                 data_dir: Path, processed_dir: Path, max_concurrent: int = 2) -> None:
+    def __init__(
+        self,
+        store: VideoStore,
+        media: Media,
+        metrics: VrewCraftMetrics,
+        data_dir: Path,
+        processed_dir: Path,
+        max_concurrent: int = 2,
+    ) -> None:
         self.store = store
         self.media = media
         self.metrics = metrics
@@ -43,9 +50,19 @@ class JobManager:
 
     async def submit(self, video: Video, start: float, end: float) -> Job:
         """Create a queued trim job for ``video`` and start it in the background."""
-        job = Job(id=uuid.uuid4().hex, video_id=video.id, edit_type="trim", start=start,
-                  end=end, status="queued", progress=0.0, error=None, output_video_id=None,
-                  created_at=now(), finished_at=None)
+        job = Job(
+            id=uuid.uuid4().hex,
+            video_id=video.id,
+            edit_type="trim",
+            start=start,
+            end=end,
+            status="queued",
+            progress=0.0,
+            error=None,
+            output_video_id=None,
+            created_at=now(),
+            finished_at=None,
+        )
         await self.store.save_job(job)
         self._live[job.id] = job
         task = asyncio.get_running_loop().create_task(self._run(job, video))
@@ -72,7 +89,8 @@ class JobManager:
                 return
             async with self._changed:
                 await self._changed.wait_for(
-                    lambda j=job, seen=last: (j.status, j.progress) != seen)
+                    lambda j=job, seen=last: (j.status, j.progress) != seen
+                )
 
     async def _publish(self, job: Job, **changes: object) -> None:
         """Change a live job and wake its watchers."""
@@ -93,15 +111,24 @@ class JobManager:
                     """Forward ffmpeg progress to watchers."""
                     await self._publish(job, progress=round(value, 3))
 
-                await self.media.trim(self.data_dir / video.path, dst, job.start, job.end,
-                                      on_progress)
+                await self.media.trim(
+                    self.data_dir / video.path, dst, job.start, job.end, on_progress
+                )
                 probe = await self.media.probe(dst)
-                await self.store.add_video(Video(
-                    id=output_id, filename=f"trim-{video.filename}",
-                    path=str(dst.relative_to(self.data_dir)), source="trim",
-                    size_bytes=dst.stat().st_size, duration=probe.duration,
-                    width=probe.width, height=probe.height, codec=probe.codec,
-                    created_at=now()))
+                await self.store.add_video(
+                    Video(
+                        id=output_id,
+                        filename=f"trim-{video.filename}",
+                        path=str(dst.relative_to(self.data_dir)),
+                        source="trim",
+                        size_bytes=dst.stat().st_size,
+                        duration=probe.duration,
+                        width=probe.width,
+                        height=probe.height,
+                        codec=probe.codec,
+                        created_at=now(),
+                    )
+                )
         except (FFmpegError, ValueError, OSError) as exc:
             dst.unlink(missing_ok=True)
             self.metrics.video_edits.labels(edit_type="trim", status="failed").inc()
@@ -114,8 +141,7 @@ class JobManager:
             raise
         else:
             self.metrics.video_edits.labels(edit_type="trim", status="success").inc()
-            await self._finish(job, status="succeeded", progress=1.0,
-                               output_video_id=output_id)
+            await self._finish(job, status="succeeded", progress=1.0, output_video_id=output_id)
 
     async def _finish(self, job: Job, **changes: object) -> None:
         """Record the final state, save it, wake watchers and forget the live copy."""

@@ -127,12 +127,16 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
     await proc.wait()
 
 
-async def run_process(args: Sequence[str], timeout: float = PROCESS_TIMEOUT
-                      ) -> tuple[int, bytes, str]:
+async def run_process(
+    args: Sequence[str], timeout: float = PROCESS_TIMEOUT
+) -> tuple[int, bytes, str]:
     """Run a command; return (exit code, stdout, stderr tail). Killed on timeout or cancel."""
     proc = await asyncio.create_subprocess_exec(
-        *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         async with asyncio.timeout(timeout):
             assert proc.stdout is not None and proc.stderr is not None
@@ -171,8 +175,9 @@ def extract_thumbnail(path: Path, t: float, width: int, operation: str = "thumbn
         raise FFmpegError(operation, None, f"{exc.strerror or exc} ({path.name})") from exc
 
 
-def _frame_at(container: av.container.InputContainer, stream: av.VideoStream, t: float,
-              operation: str) -> av.VideoFrame:
+def _frame_at(
+    container: av.container.InputContainer, stream: av.VideoStream, t: float, operation: str
+) -> av.VideoFrame:
     """Seek and decode forward to the frame shown at ``t`` seconds of ``stream``."""
     assert stream.time_base is not None
     target = (stream.start_time or 0) + round(t / stream.time_base)
@@ -200,8 +205,9 @@ def _encode_jpeg(frame: av.VideoFrame, width: int) -> bytes:
     # The CLI's scale=WIDTH:-2: height from the aspect ratio, rounded to an even number.
     height = max(2, round(width * frame.height / (frame.width * 2)) * 2)
     # yuvj420p (full range) is what the CLI converts to for mjpeg; bicubic is its scaler.
-    image = frame.reformat(width=width, height=height, format="yuvj420p",
-                           interpolation="BICUBIC", threads=1)
+    image = frame.reformat(
+        width=width, height=height, format="yuvj420p", interpolation="BICUBIC", threads=1
+    )
     encoder = av.CodecContext.create("mjpeg", "w")
     encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuvj420p"
     encoder.time_base = Fraction(1, 1)
@@ -214,28 +220,64 @@ def build_trim_args(ffmpeg_bin: str, src: Path, dst: Path, start: float, end: fl
     """Return the trim command: re-encode [start, end) and report progress on stdout."""
     stream = ffmpeg.input(str(src), ss=start)
     # One encoder thread: trims are background work and must leave CPU for requests.
-    return (stream.output(str(dst), t=round(end - start, 3), vcodec="libx264",
-                          preset="ultrafast", threads=1, g=SAMPLE_FPS, pix_fmt="yuv420p",
-                          acodec="aac", movflags="+faststart", format="mp4")
-            .global_args("-hide_banner", "-loglevel", "error", "-nostdin", "-y",
-                         "-progress", "pipe:1", "-stats_period", "0.1")
-            .compile(cmd=ffmpeg_bin))
+    return (
+        stream.output(
+            str(dst),
+            t=round(end - start, 3),
+            vcodec="libx264",
+            preset="ultrafast",
+            threads=1,
+            g=SAMPLE_FPS,
+            pix_fmt="yuv420p",
+            acodec="aac",
+            movflags="+faststart",
+            format="mp4",
+        )
+        .global_args(
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-y",
+            "-progress",
+            "pipe:1",
+            "-stats_period",
+            "0.1",
+        )
+        .compile(cmd=ffmpeg_bin)
+    )
 
 
-def build_sample_args(ffmpeg_bin: str, dst: Path, source: str, tone: int,
-                      seconds: float) -> list[str]:
+def build_sample_args(
+    ffmpeg_bin: str, dst: Path, source: str, tone: int, seconds: float
+) -> list[str]:
     """Return the command that renders one sample clip from ffmpeg's test sources."""
-    video = ffmpeg.input(f"{source}=size={SAMPLE_SIZE}:rate={SAMPLE_FPS}:duration={seconds}",
-                         f="lavfi")
+    video = ffmpeg.input(
+        f"{source}=size={SAMPLE_SIZE}:rate={SAMPLE_FPS}:duration={seconds}", f="lavfi"
+    )
     audio = ffmpeg.input(f"sine=frequency={tone}:duration={seconds}", f="lavfi")
     # One encoder thread per clip: clips are rendered in parallel, and x264's thread
     # start-up costs more than it saves at 320x180.
-    return (ffmpeg.output(video, audio, str(dst), vcodec="libx264", preset="ultrafast",
-                          threads=1, g=SAMPLE_FPS, pix_fmt="yuv420p", acodec="aac",
-                          audio_bitrate="32k", ac=1, movflags="+faststart", format="mp4",
-                          shortest=None)
-            .global_args("-hide_banner", "-loglevel", "error", "-nostdin", "-y")
-            .compile(cmd=ffmpeg_bin))
+    return (
+        ffmpeg.output(
+            video,
+            audio,
+            str(dst),
+            vcodec="libx264",
+            preset="ultrafast",
+            threads=1,
+            g=SAMPLE_FPS,
+            pix_fmt="yuv420p",
+            acodec="aac",
+            audio_bitrate="32k",
+            ac=1,
+            movflags="+faststart",
+            format="mp4",
+            shortest=None,
+        )
+        .global_args("-hide_banner", "-loglevel", "error", "-nostdin", "-y")
+        .compile(cmd=ffmpeg_bin)
+    )
 
 
 def parse_progress(line: str, total_seconds: float) -> float | None:
@@ -265,9 +307,15 @@ class Media:
     'ffmpeg'
     """
 
-    def __init__(self, metrics: VrewCraftMetrics, broken: Callable[[], bool],
-                 ffmpeg_bin: str = "ffmpeg", ffprobe_bin: str = "ffprobe",
-                 thumbnail_width: int = 160, thumbnail_threads: int = 2) -> None:
+    def __init__(
+        self,
+        metrics: VrewCraftMetrics,
+        broken: Callable[[], bool],
+        ffmpeg_bin: str = "ffmpeg",
+        ffprobe_bin: str = "ffprobe",
+        thumbnail_width: int = 160,
+        thumbnail_threads: int = 2,
+    ) -> None:
         self.metrics = metrics
         self.broken = broken
         self.ffmpeg_bin = ffmpeg_bin
@@ -291,8 +339,9 @@ class Media:
     def _decoder_pool(self) -> ThreadPoolExecutor:
         """Return the thumbnail decoding threads, starting the pool if needed."""
         if self._decoder is None:
-            self._decoder = ThreadPoolExecutor(max_workers=self.thumbnail_threads,
-                                               thread_name_prefix="vrewcraft-thumbnail")
+            self._decoder = ThreadPoolExecutor(
+                max_workers=self.thumbnail_threads, thread_name_prefix="vrewcraft-thumbnail"
+            )
         return self._decoder
 
     async def close(self) -> None:
@@ -311,8 +360,18 @@ class Media:
         so it is not counted in ``vrewcraft_ffmpeg_errors_total``; ffprobe itself failing
         (e.g. the fault switch) is.
         """
-        args = self._args([self.ffprobe_bin, "-v", "error", "-print_format", "json",
-                           "-show_format", "-show_streams", str(path)])
+        args = self._args(
+            [
+                self.ffprobe_bin,
+                "-v",
+                "error",
+                "-print_format",
+                "json",
+                "-show_format",
+                "-show_streams",
+                str(path),
+            ]
+        )
         with self.metrics.ffmpeg_job("probe"):
             code, out, err = await run_process(args)
             if code != 0 and not any(marker in err for marker in NOT_A_VIDEO_MARKERS):
@@ -323,17 +382,28 @@ class Media:
             info = json.loads(out)
         except ValueError as exc:
             raise NotAVideo("ffprobe output was not JSON") from exc
-        video = next((s for s in info.get("streams", []) if s.get("codec_type") == "video"
-                      and s.get("codec_name") not in ("mjpeg", "png", "bmp")), None)
+        video = next(
+            (
+                s
+                for s in info.get("streams", [])
+                if s.get("codec_type") == "video"
+                and s.get("codec_name") not in ("mjpeg", "png", "bmp")
+            ),
+            None,
+        )
         duration = _float(info.get("format", {}).get("duration"))
         if video is None or duration is None or duration <= 0:
             raise NotAVideo("no video stream with a duration")
-        return ProbeResult(duration=duration, width=int(video.get("width") or 0),
-                           height=int(video.get("height") or 0),
-                           codec=str(video.get("codec_name")))
+        return ProbeResult(
+            duration=duration,
+            width=int(video.get("width") or 0),
+            height=int(video.get("height") or 0),
+            codec=str(video.get("codec_name")),
+        )
 
-    async def thumbnail(self, path: Path, t: float, duration: float,
-                        operation: str = "thumbnail") -> bytes:
+    async def thumbnail(
+        self, path: Path, t: float, duration: float, operation: str = "thumbnail"
+    ) -> bytes:
         """Return a JPEG of the frame at ``t`` seconds (raises FFmpegError on failure).
 
         Decoded in-process with PyAV on the decoding threads (see the module doc).
@@ -345,11 +415,22 @@ class Media:
                 if self.broken():
                     raise FFmpegError(operation, None, BROKEN_MESSAGE)
                 return await asyncio.get_running_loop().run_in_executor(
-                    self._decoder_pool(), extract_thumbnail, path, t,
-                    self.thumbnail_width, operation)
+                    self._decoder_pool(),
+                    extract_thumbnail,
+                    path,
+                    t,
+                    self.thumbnail_width,
+                    operation,
+                )
 
-    async def trim(self, src: Path, dst: Path, start: float, end: float,
-                   on_progress: Callable[[float], Awaitable[None]]) -> None:
+    async def trim(
+        self,
+        src: Path,
+        dst: Path,
+        start: float,
+        end: float,
+        on_progress: Callable[[float], Awaitable[None]],
+    ) -> None:
         """Re-encode [start, end) of ``src`` into ``dst``; report progress as it runs.
 
         Output is written next to ``dst`` under a temporary name and renamed only on
@@ -360,15 +441,17 @@ class Media:
         try:
             with self.metrics.ffmpeg_job("trim"):
                 proc = await asyncio.create_subprocess_exec(
-                    *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE)
+                    *args,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                )
                 try:
                     assert proc.stdout is not None and proc.stderr is not None
                     err_task = asyncio.ensure_future(_read_tail(proc.stderr))
                     async with asyncio.timeout(PROCESS_TIMEOUT):
                         async for raw in proc.stdout:
-                            progress = parse_progress(raw.decode("ascii", "replace"),
-                                                      end - start)
+                            progress = parse_progress(raw.decode("ascii", "replace"), end - start)
                             if progress is not None and progress < 1.0:
                                 await on_progress(progress)
                         err = await err_task
@@ -388,7 +471,8 @@ class Media:
         partial = dst.with_name(f".{dst.name}.partial")
         try:
             code, _, err = await run_process(
-                build_sample_args(self.ffmpeg_bin, partial, source, tone, seconds))
+                build_sample_args(self.ffmpeg_bin, partial, source, tone, seconds)
+            )
             if code != 0:
                 raise FFmpegError("sample", code, err)
             os.replace(partial, dst)

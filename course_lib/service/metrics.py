@@ -224,9 +224,7 @@ class VrewCraftMetrics:
     def watch_memory(self, read: Callable[[], dict[str, int]]) -> None:
         """Make ``vrewcraft_memory_usage_bytes{type}`` read ``read()[type]`` at scrape time."""
         for memory_type in read():
-            self.memory_usage.labels(type=memory_type).set_function(
-                lambda t=memory_type: read()[t]
-            )
+            self.memory_usage.labels(type=memory_type).set_function(lambda t=memory_type: read()[t])
 
     def watch_db_pool(self, read: Callable[[], dict[str, int]]) -> None:
         """Make ``vrewcraft_db_pool_connections{state}`` read ``read()[state]`` at scrape time."""

@@ -92,7 +92,6 @@ class PrometheusMiddleware:
     def _record_for(self, method: str, route: Any, status: int) -> _Record:
         """Create (and cache) the labelled children of a label set seen for the first time."""
         labels = (method, route_label({"route": route}), str(status))
-        record = (self.requests.labels(*labels).inc,
-                  self.duration.labels(*labels).observe, route)
+        record = (self.requests.labels(*labels).inc, self.duration.labels(*labels).observe, route)
         self._records[(method, id(route), status)] = record
         return record

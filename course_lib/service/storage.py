@@ -144,8 +144,11 @@ class SQLitePool:
     def stats(self) -> dict[str, int]:
         """Return the idle/active/total connection counts."""
         with self._lock:
-            return {"idle": self._total - self._active, "active": self._active,
-                    "total": self._total}
+            return {
+                "idle": self._total - self._active,
+                "active": self._active,
+                "total": self._total,
+            }
 
     def close(self) -> None:
         """Close idle connections now and checked-out ones when they come back."""
@@ -251,7 +254,8 @@ class VideoStore:
     async def list_videos(self, limit: int = 50, offset: int = 0) -> tuple[list[Video], int]:
         """Return one page of videos (oldest first) and the total count."""
         rows = await self._run(
-            "SELECT * FROM videos ORDER BY created_at, id LIMIT ? OFFSET ?", (limit, offset))
+            "SELECT * FROM videos ORDER BY created_at, id LIMIT ? OFFSET ?", (limit, offset)
+        )
         count = (await self._run("SELECT COUNT(*) FROM videos"))[0][0]
         return [Video(**dict(r)) for r in rows], count
 
@@ -265,8 +269,9 @@ class VideoStore:
         data = asdict(job)
         cols = ", ".join(f'"{c}"' for c in data)
         marks = ", ".join("?" for _ in data)
-        await self._run(f"INSERT OR REPLACE INTO jobs ({cols}) VALUES ({marks})",
-                        tuple(data.values()))
+        await self._run(
+            f"INSERT OR REPLACE INTO jobs ({cols}) VALUES ({marks})", tuple(data.values())
+        )
 
     async def get_job(self, job_id: str) -> Job | None:
         """Return one job, or None."""

@@ -42,8 +42,12 @@ def rendered_samples(count: int = 4, seconds: float = 6.0) -> Path:
 
     async def render() -> None:
         """Render every clip in parallel."""
-        await asyncio.gather(*(media.generate_sample(target / f"sample-{i + 1}.mp4", i, seconds)
-                               for i in range(count)))
+        await asyncio.gather(
+            *(
+                media.generate_sample(target / f"sample-{i + 1}.mp4", i, seconds)
+                for i in range(count)
+            )
+        )
 
     asyncio.run(render())
     return target
@@ -64,10 +68,33 @@ def seeded_settings(data_dir: Path, sample_count: int = 2, **overrides: object) 
 def make_clip(path: Path, seconds: float = 1.0, size: str = "160x90") -> Path:
     """Render a tiny test clip with ffmpeg (for upload tests)."""
     subprocess.run(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-f", "lavfi",
-         "-i", f"testsrc2=size={size}:rate=10:duration={seconds}", "-c:v", "libx264",
-         "-preset", "ultrafast", "-threads", "1", "-g", "10", "-pix_fmt", "yuv420p",
-         "-movflags", "+faststart", str(path)], check=True)
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-nostdin",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc2=size={size}:rate=10:duration={seconds}",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-threads",
+            "1",
+            "-g",
+            "10",
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "+faststart",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
@@ -84,7 +111,7 @@ def corrupt_video(src: Path, dst: Path, seed: int = 1) -> Path:
     if start < 0:
         raise ValueError(f"{src} has no mdat box")
     rng = random.Random(seed)
-    data[start + 4:] = rng.randbytes(len(data) - start - 4)
+    data[start + 4 :] = rng.randbytes(len(data) - start - 4)
     dst.write_bytes(bytes(data))
     return dst
 
@@ -97,14 +124,31 @@ def redis_server(workdir: Path) -> Iterator[str]:
     """
     binary = shutil.which("redis-server")
     if binary is None:
-        raise RuntimeError("redis-server not found: install it (Debian/Ubuntu: "
-                           "apt-get install redis-server; macOS: brew install redis)")
+        raise RuntimeError(
+            "redis-server not found: install it (Debian/Ubuntu: "
+            "apt-get install redis-server; macOS: brew install redis)"
+        )
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir),
-         "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(workdir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -131,9 +175,17 @@ def serve_in_thread(app: object, port: int | None = None) -> Iterator[str]:
     import uvicorn
 
     port = port or free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
-                                           access_log=False, lifespan="on",
-                                           ws="websockets-sansio"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="error",
+            access_log=False,
+            lifespan="on",
+            ws="websockets-sansio",
+        )
+    )
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     try:

@@ -104,8 +104,9 @@ class _FilePartWriter:
             return
         self.size += end - start
         if self.size > self.max_bytes:
-            raise UploadRejected(413, "too_large",
-                                 f"upload exceeds the limit of {self.max_bytes} bytes")
+            raise UploadRejected(
+                413, "too_large", f"upload exceeds the limit of {self.max_bytes} bytes"
+            )
         # Synchronous write of one network chunk (<= 64 KiB): cheaper than a thread hop.
         os.write(self.fd, data[start:end])
 
@@ -123,13 +124,15 @@ async def receive_upload(request: Request, tmp_dir: Path, max_bytes: int) -> Rec
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if content_type != b"multipart/form-data" or not boundary:
-        raise UploadRejected(415, "unsupported_media_type",
-                             "send the video as multipart/form-data in a field named 'file'")
+        raise UploadRejected(
+            415,
+            "unsupported_media_type",
+            "send the video as multipart/form-data in a field named 'file'",
+        )
     declared = request.headers.get("content-length")
     limit = max_bytes + MULTIPART_OVERHEAD
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise UploadRejected(413, "too_large",
-                             f"upload exceeds the limit of {max_bytes} bytes")
+        raise UploadRejected(413, "too_large", f"upload exceeds the limit of {max_bytes} bytes")
 
     tmp_dir.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix="upload-", suffix=".partial", dir=tmp_dir)
@@ -144,8 +147,9 @@ async def receive_upload(request: Request, tmp_dir: Path, max_bytes: int) -> Rec
                 # but a client must not be able to stream them forever.
                 body_bytes += len(chunk)
                 if body_bytes > max_bytes + MULTIPART_OVERHEAD:
-                    raise UploadRejected(413, "too_large",
-                                         f"upload exceeds the limit of {max_bytes} bytes")
+                    raise UploadRejected(
+                        413, "too_large", f"upload exceeds the limit of {max_bytes} bytes"
+                    )
                 if chunk:
                     parser.write(chunk)
             parser.finalize()
