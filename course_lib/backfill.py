@@ -93,6 +93,7 @@ class HistoryWindow:
     samples: int = 0
     seconds: float = 0.0
     prometheus: str = ""
+    version: str = ""  # history.VERSION of the day written
 
     def at(self, offset: float) -> float:
         """Return the Unix time ``offset`` seconds into the day."""
@@ -243,6 +244,7 @@ def _build_blocks(cfg: StackConfig, start: int, progress: Progress) -> tuple[Pat
         samples=n_samples,
         seconds=round(time.monotonic() - t0, 2),
         prometheus=supervisor.binary_version(promtool),
+        version=history.VERSION,
     )
     return scratch, day
 

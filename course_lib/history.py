@@ -70,6 +70,7 @@ from course_lib.service.metrics import (
 
 __all__ = [
     "DAY",
+    "VERSION",
     "DEFAULT_INSTANCE",
     "EVENTS",
     "JOB",
@@ -88,6 +89,9 @@ __all__ = [
 ]
 
 SEED = 20_240_615
+#: Changes whenever the day's bytes change (the first 12 hex digits of their pinned SHA-256):
+#: a stack whose recorded day has another version holds an outdated day.
+VERSION = "5741df53fa31"
 STEP = 15  # seconds between scrapes, the seed's scrape interval
 DAY = 24 * 3600
 POINTS = DAY // STEP  # scrapes at offsets 0, 15, ..., DAY - 15
@@ -205,6 +209,7 @@ TRIM_FAIL = 0.01
 PROBE_MS, PROBE_SIGMA = 42.0, 0.25
 WEBSOCKET_SHARE = 0.25
 DB_POOL_SIZE = 5
+DB_ROUTES = (VIDEOS_ROUTE, "/api/videos/{video_id}", "/api/jobs/{job_id}")
 # The deploy: the old process stops 5 s before the scrape at the deploy time, the new
 # one serves 3 s after it; requests in between are refused (not counted by anyone).
 STOP_BEFORE_MS, START_AFTER_MS = 5_000, 3_000
@@ -320,6 +325,11 @@ def _simulate(seed: int = SEED) -> _Day:
     status[thumb] = thumb_status
     cache_status = np.full(len(df), "", dtype=object)
     cache_status[thumb] = np.where(hit, "hit", "miss")
+    code = np.array([int(k.status) for k in _KINDS] + [200])[kind]  # kind -1 is /metrics
+    code[fails] = 500
+    code[thumb] = np.where(failed, 500, 200)
+    is_hit = np.zeros(len(df), dtype=bool)
+    is_hit[thumb] = hit
     lookup_us = np.zeros(len(df), dtype=np.int64)
     lookup_us[thumb] = lookup
 
@@ -331,6 +341,9 @@ def _simulate(seed: int = SEED) -> _Day:
             "status_code": status,
             "duration_us": duration,
             "cache_status": cache_status,
+            "code": code,
+            "thumb": thumb,
+            "hit": is_hit,
             "lookup_us": lookup_us,
             "kind": kind,
         }
@@ -482,6 +495,23 @@ def _counter(increments: np.ndarray) -> np.ndarray:
     return out
 
 
+def _used(values: np.ndarray, count: np.ndarray | None = None) -> np.ndarray:
+    """Hide a labelled child's samples until its first use in each process.
+
+    ``prometheus_client`` creates a labelled child (one route, one status) on its first
+    ``.labels(...).inc()``; until then the series isn't exposed at all, and after a
+    restart it is gone again until used.
+    """
+    count = values if count is None else count
+    kd = event("deploy").start // STEP
+    out = values.copy()
+    for lo, hi in ((0, kd), (kd + 1, POINTS)):
+        used = np.flatnonzero(count[lo:hi] > 0)
+        first = lo + (used[0] if len(used) else hi - lo)
+        out[..., lo:first] = np.nan
+    return out
+
+
 def _labels(instance: str, **extra: str) -> tuple[tuple[str, str], ...]:
     return (*sorted(extra.items()), ("instance", instance), ("job", JOB))
 
@@ -508,6 +538,8 @@ def _histogram(
     grid = np.bincount(k * nb + bucket, minlength=POINTS * nb).reshape(POINTS, nb).T
     cumulative = _counter(np.cumsum(grid, axis=0).astype(np.float64))
     sums = _counter(np.bincount(k, weights=us.astype(np.float64), minlength=POINTS)) / 1e6
+    if labels:  # a labelled histogram child appears on its first observation
+        cumulative, sums = _used(cumulative, cumulative[-1]), _used(sums, cumulative[-1])
     out = [
         Series(f"{name}_bucket", _labels(instance, **labels, le=le), cumulative[i])
         for i, le in enumerate([*map(_fmt_bound, bounds), "+Inf"])
@@ -550,16 +582,26 @@ def families(instance: str = DEFAULT_INSTANCE, seed: int = SEED) -> tuple[Family
     fams: list[Family] = []
 
     # HTTP: one counter and one histogram per (method, route, status_code) seen in the day.
-    groups = req.groupby(["route", "method", "status_code"], sort=True).indices
+    # Group by (kind, status code) as integers: grouping 1.2M label strings is slow.
+    keys, inverse = np.unique(
+        (req.kind.to_numpy() + 1) * 1000 + req.code.to_numpy(), return_inverse=True
+    )
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
+    groups = {}
+    for i, key in enumerate(keys):
+        kind = _KINDS[key // 1000 - 1] if key >= 1000 else None
+        method, route = (kind.method, kind.route) if kind else ("GET", "/metrics")
+        groups[(route, method, str(key % 1000))] = order[bounds[i] : bounds[i + 1]]
     counters, hists = [], []
-    for (route, method, status), rows in groups.items():
+    for (route, method, status), rows in sorted(groups.items()):
         sel = req.iloc[rows]
         labels = {"method": method, "route": route, "status_code": status}
         counters.append(
             Series(
                 "vrewcraft_http_requests_total",
                 _labels(instance, **labels),
-                _counter(_per_scrape(sel.end_ms.to_numpy())),
+                _used(_counter(_per_scrape(sel.end_ms.to_numpy()))),
             )
         )
         hists += _histogram(
@@ -583,7 +625,7 @@ def families(instance: str = DEFAULT_INSTANCE, seed: int = SEED) -> tuple[Family
     )
 
     # Thumbnails: lookups by cache status, all lookups, and misses alone (same buckets).
-    thumbs = req[req.cache_status != ""]
+    thumbs = req[req.thumb.to_numpy()]
     fams.append(
         Family(
             "vrewcraft_thumbnail_requests",
@@ -593,7 +635,13 @@ def families(instance: str = DEFAULT_INSTANCE, seed: int = SEED) -> tuple[Family
                 Series(
                     "vrewcraft_thumbnail_requests_total",
                     _labels(instance, cache_status=cs),
-                    _counter(_per_scrape(thumbs[thumbs.cache_status == cs].end_ms.to_numpy())),
+                    _used(
+                        _counter(
+                            _per_scrape(
+                                thumbs.end_ms.to_numpy()[thumbs.hit.to_numpy() == (cs == "hit")]
+                            )
+                        )
+                    ),
                 )
                 for cs in ("hit", "miss")
             ],
@@ -613,7 +661,7 @@ def families(instance: str = DEFAULT_INSTANCE, seed: int = SEED) -> tuple[Family
             ),
         )
     )
-    misses = thumbs[thumbs.cache_status == "miss"]
+    misses = thumbs[~thumbs.hit.to_numpy()]
     fams.append(
         Family(
             "vrewcraft_thumbnail_miss_duration_seconds",
@@ -641,7 +689,11 @@ def families(instance: str = DEFAULT_INSTANCE, seed: int = SEED) -> tuple[Family
                 Series(
                     "vrewcraft_ffmpeg_errors_total",
                     _labels(instance, operation=op),
-                    _counter(_per_scrape(ff[(ff.operation == op) & ff.failed].end_ms.to_numpy())),
+                    _used(
+                        _counter(
+                            _per_scrape(ff[(ff.operation == op) & ff.failed].end_ms.to_numpy())
+                        )
+                    ),
                 )
                 for op in ops
             ],
@@ -678,7 +730,7 @@ def families(instance: str = DEFAULT_INSTANCE, seed: int = SEED) -> tuple[Family
                 Series(
                     "vrewcraft_video_uploads_total",
                     _labels(instance, status=st),
-                    _counter(_per_scrape(up[up.status == st].end_ms.to_numpy())),
+                    _used(_counter(_per_scrape(up[up.status == st].end_ms.to_numpy()))),
                 )
                 for st in ("rejected", "success")
             ],
@@ -708,7 +760,7 @@ def families(instance: str = DEFAULT_INSTANCE, seed: int = SEED) -> tuple[Family
                 Series(
                     "vrewcraft_video_edits_total",
                     _labels(instance, edit_type="trim", status=st),
-                    _counter(_per_scrape(ed[ed.status == st].end_ms.to_numpy())),
+                    _used(_counter(_per_scrape(ed[ed.status == st].end_ms.to_numpy()))),
                 )
                 for st in ("failed", "rejected", "success")
             ],
@@ -742,7 +794,7 @@ def families(instance: str = DEFAULT_INSTANCE, seed: int = SEED) -> tuple[Family
             [({}, _in_flight(ws.start_ms.to_numpy() + 30, ws.end_ms.to_numpy() + 40))],
         )
     )
-    hits = np.cumsum(_per_scrape(thumbs[thumbs.cache_status == "hit"].end_ms.to_numpy()))
+    hits = np.cumsum(_per_scrape(thumbs.end_ms.to_numpy()[thumbs.hit.to_numpy()]))
     total = np.cumsum(_per_scrape(thumbs.end_ms.to_numpy()))
     kd = event("deploy").start // STEP
     hits[kd + 1 :] -= hits[kd]
@@ -754,7 +806,8 @@ def families(instance: str = DEFAULT_INSTANCE, seed: int = SEED) -> tuple[Family
             "vrewcraft_thumbnail_cache_hit_ratio", "Thumbnail cache hit ratio (0-1)", [({}, ratio)]
         )
     )
-    db_routes = req[req.route.isin([VIDEOS_ROUTE, "/api/videos/{video_id}", "/api/jobs/{job_id}"])]
+    db_kinds = [i for i, k in enumerate(_KINDS) if k.route in DB_ROUTES]
+    db_routes = req[np.isin(req.kind.to_numpy(), db_kinds)]
     busy = _in_flight(
         db_routes.end_ms.to_numpy() - db_routes.duration_us.to_numpy() // 1000,
         db_routes.end_ms.to_numpy(),
@@ -840,15 +893,12 @@ def series(name: str | None = None, instance: str = DEFAULT_INSTANCE) -> list[Se
 
 def _value_text(values: np.ndarray) -> list[str]:
     """Format sample values: integers without a dot, others in Python's shortest repr."""
-    out = []
-    for v in values.tolist():
-        if v != v:  # NaN: no sample
-            out.append("")
-        elif v == int(v) and abs(v) < 1e15:
-            out.append(str(int(v)))
-        else:
-            out.append(repr(v))
-    return out
+    ok = ~np.isnan(values)
+    if np.array_equal(values[ok], np.rint(values[ok])):  # counts: format in C, all at once
+        out = np.full(values.shape, "", dtype=object)
+        out[ok] = values[ok].astype(np.int64).astype(str)
+        return out.tolist()
+    return ["" if v != v else str(int(v)) if v == int(v) else repr(v) for v in values.tolist()]
 
 
 def _escape(value: str) -> str:

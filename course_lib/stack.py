@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from course_lib import backfill, supervisor
+from course_lib import backfill, history, supervisor
 from course_lib.config import DEFAULT_PORTS, HOST, StackConfig, port_env_var
 from course_lib.supervisor import (
     ConfigError,
@@ -361,6 +361,12 @@ class Stack:
                     "`make clean && make up` gives a fresh stack with one"
                 )
                 + "."
+            )
+        if day.version != history.VERSION:
+            raise StackError(
+                f"this stack's day of history ({day.version or 'unversioned'}) was written by an "
+                f"older version of the course than the one notebooks expect ({history.VERSION}). "
+                "`make clean && make up` writes the current day (it discards this stack's data)."
             )
         return day
 
