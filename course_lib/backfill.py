@@ -104,6 +104,15 @@ class HistoryWindow:
         e = history.event(name)
         return self.at(e.start if edge == "start" else e.end)
 
+    def offset(self, when: float | datetime) -> float:
+        """Return how many seconds into the day ``when`` (Unix seconds or a datetime) is."""
+        ts = when.timestamp() if hasattr(when, "timestamp") else float(when)
+        return ts - self.start
+
+    def clock(self, when: float | datetime) -> str:
+        """Return the time of day ("19:45") of ``when`` on the day's own clock."""
+        return history.clock(self.offset(when))
+
     def datetime(self, offset: float) -> datetime:
         """Return the UTC datetime ``offset`` seconds into the day."""
         return datetime.fromtimestamp(self.at(offset), tz=UTC)

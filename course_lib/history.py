@@ -79,6 +79,7 @@ __all__ = [
     "STEP",
     "Event",
     "Series",
+    "clock",
     "event",
     "families",
     "openmetrics",
@@ -135,6 +136,17 @@ EVENTS: tuple[Event, ...] = (
         "50 ms), 12% of extractions fail with ffmpeg errors.",
     ),
 )
+
+
+def clock(offset: float) -> str:
+    """Return an offset into the day as the day's time of day.
+
+    >>> clock(19 * 3600 + 45 * 60), clock(37815)
+    ('19:45', '10:30:15')
+    """
+    whole = int(round(offset))
+    h, m, s = whole // 3600, whole // 60 % 60, whole % 60
+    return f"{h:02d}:{m:02d}" + (f":{s:02d}" if s else "")
 
 
 def event(name: str) -> Event:
