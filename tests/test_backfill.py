@@ -36,7 +36,7 @@ def _cfg(tmp_path, **changes) -> StackConfig:
 # --- failure modes: clear messages, nothing half-written ----------------------------------------
 
 
-def _tiny_day(path, start, instance):
+def _tiny_day(path, start, instance, points=None):
     path.write_text(f'up{{job="x",instance="{instance}"}} 1 {start}\n# EOF\n')
     return 1, 1
 
@@ -80,7 +80,7 @@ def test_disk_full_before_writing(tmp_path, monkeypatch):
 
 
 def test_disk_full_while_writing(tmp_path, monkeypatch):
-    def full(path, start, instance):
+    def full(path, start, instance, points=None):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(history, "write_openmetrics", full)
