@@ -153,7 +153,7 @@ def _same(got: float, want: float) -> bool:
 
 
 @pytest.mark.stack
-def test_the_test_stack_has_the_day_right_before_its_live_data(stack):
+def test_the_test_stack_has_the_whole_day_and_no_live_sample_inside_it(stack):
     day = stack.history_window()
     assert day.instance == stack.config.address("service")
     # No live sample inside the day: Prometheus' own scrapes start after it ends.
