@@ -1,0 +1,10 @@
+"""Grafana without Grafana: the overview dashboard as code, its lint, and a plotly renderer.
+
+* ``overview``: builds the VrewCraft overview with grafana-foundation-sdk and writes
+  the provisioned JSON.
+* ``lint``: the structural checks a dashboard file must pass before Grafana loads it.
+* ``macros``: Grafana's ``$__interval``, ``$__rate_interval``, ``$__range`` and template
+  variables, expanded the way Grafana does before a query reaches Prometheus.
+* ``render``: evaluates every panel on a real Prometheus and draws the dashboard with
+  plotly, in its grid layout; also writes a standalone offline HTML page.
+"""
