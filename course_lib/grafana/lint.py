@@ -2,8 +2,8 @@
 
 Each rule returns plain sentences naming the panel and what to change:
 
->>> lint({"dashboard": {"uid": "x", "panels": []}})
-['the file wraps the dashboard in {"dashboard": ...} (the HTTP API body); file provisioning needs the bare dashboard object: save what is inside "dashboard".']
+>>> lint({"dashboard": {"uid": "x", "panels": []}})[0][:60]
+'the file wraps the dashboard in {"dashboard": ...} (the HTTP'
 
 Rules: no ``{"dashboard": ...}`` wrapper; a uid; no ``graph`` panels (Angular, removed in
 Grafana 12: use ``timeseries``); no legacy panel ``alert`` (removed in Grafana 11: write
@@ -115,9 +115,12 @@ def lint(
             problems.append(f"{name} has no query.")
         for expr in panel_queries(panel):
             try:
-                promql_parser.parse(expand(expr, _PARSE_CONTEXT, values, variables))
-            except KeyError as exc:
-                problems.append(f"{name}: {exc.args[0]}")
+                expanded = expand(expr, _PARSE_CONTEXT, values, variables)
+            except ValueError as exc:
+                problems.append(f"{name}: {exc}")
+                continue
+            try:
+                promql_parser.parse(expanded)
             except ValueError as exc:
                 problems.append(f"{name}: query {expr!r} does not parse: {exc}")
         defaults = (panel.get("fieldConfig") or {}).get("defaults") or {}

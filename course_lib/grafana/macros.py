@@ -156,7 +156,7 @@ class QueryContext:
 
 
 def _regex_escape(value: str) -> str:
-    """Escape regex metacharacters inside a PromQL string (Grafana's prometheusSpecialRegexEscape)."""
+    """Escape regex metacharacters in a PromQL string (Grafana's prometheusSpecialRegexEscape)."""
     value = value.replace("\\", "\\\\\\\\")
     value = re.sub(r"[$^*{}\[\]'+?.()|]", lambda m: "\\\\" + m.group(0), value)
     return value.replace("'", "\\\\'")
@@ -202,7 +202,7 @@ def expand(
 
     ``variables`` maps a variable name to its current value(s) (``ALL`` for All);
     ``definitions`` maps it to the dashboard's variable model (multi, includeAll,
-    allValue). An unknown ``$name`` is an error: Grafana would send it to Prometheus
+    allValue). An unknown ``$name`` is a ValueError: Grafana would send it to Prometheus
     as is, and Prometheus would reject the query.
     """
     variables = dict(variables or {})
@@ -225,7 +225,7 @@ def expand(
             definition = {"name": name, **definitions.get(name, {})}
             return variable_value(variables[name], definition)
         known = sorted(set(builtins) | set(variables))
-        raise KeyError(
+        raise ValueError(
             f"query {expr!r} uses ${name}, which is neither a Grafana macro nor a given "
             f"variable (known: {', '.join(known)}): pass variables={{{name!r}: ...}}."
         )

@@ -107,7 +107,7 @@ def thresholds(*steps: tuple[float, str], base: str = "green") -> ThresholdsConf
 
 
 def _graph(title: str, unit: str, description: str, pos: tuple[int, int, int, int]):
-    """Return a time series panel with the house defaults (legend at the bottom, threshold lines)."""
+    """Return a time series panel with the house defaults (bottom legend, threshold lines)."""
     x, y, w, h = pos
     return (
         timeseries.Panel()

@@ -230,7 +230,8 @@ def reduce(values: np.ndarray, calc: str) -> float:
     try:
         return float(_REDUCERS[calc](np.asarray(values, dtype=float)))
     except KeyError:
-        raise ValueError(f"reduction {calc!r} is not supported; use one of {sorted(_REDUCERS)}.")
+        supported = sorted(_REDUCERS)
+        raise ValueError(f"reduction {calc!r} is not supported; use one of {supported}.") from None
 
 
 def _scale(unit: str, magnitude: float) -> tuple[float, str]:
@@ -527,7 +528,7 @@ def render(
 
 
 def write_html(fig: go.Figure, path: str | Path) -> Path:
-    """Write ``fig`` as a standalone HTML page (plotly.js bundled: works offline); return the path."""
+    """Write ``fig`` as a standalone HTML page (plotly.js bundled: works offline)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.write_html(
