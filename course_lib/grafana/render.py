@@ -82,6 +82,8 @@ class PanelResult:
     queries: list[str] = field(default_factory=list)
     series: list[Series] = field(default_factory=list)
     step: float = 0.0
+    start: float = 0.0  # the time range the panel was evaluated over (Unix seconds)
+    end: float = 0.0
 
     @property
     def title(self) -> str:
@@ -144,9 +146,19 @@ def _run_target(url: str, target: Mapping[str, Any], expr: str, ctx: QueryContex
     if target.get("instant"):
         return _to_series(prom.query(url, expr, time=ctx.end), target, expr)
     start, end = ctx.aligned()
-    return _to_series(
-        prom.query_range(url, expr, start, end, step=format_duration(ctx.interval)), target, expr
+    df = prom.query_range(url, expr, start, end, step=format_duration(ctx.interval))
+    series = _to_series(df, target, expr)
+    # Like Grafana, a step with no sample is a gap (NaN), not a line drawn across it.
+    grid = pd.date_range(
+        pd.Timestamp(start, unit="s", tz="UTC"),
+        pd.Timestamp(end, unit="s", tz="UTC"),
+        freq=pd.Timedelta(seconds=ctx.interval),
     )
+    for s in series:
+        if len(s.timestamps) < len(grid):
+            values = pd.Series(s.values, index=s.timestamps).reindex(grid)
+            s.timestamps, s.values = grid, values.to_numpy(dtype=float)
+    return series
 
 
 def _default_variables(board: Mapping[str, Any]) -> dict[str, Any]:
@@ -188,7 +200,7 @@ def evaluate(
         scrape = scrape_interval or provisioned_scrape_interval(uid)
         width = max(1, round(panel["gridPos"]["w"] / GRID_COLUMNS * dashboard_px))
         ctx = QueryContext(start=t0, end=t1, width_px=width, scrape_interval=scrape)
-        result = PanelResult(panel=panel, step=ctx.interval)
+        result = PanelResult(panel=panel, step=ctx.interval, start=t0, end=t1)
         results.append(result)
         for target in panel.get("targets") or []:
             if target.get("expr") in panel_queries(panel):
@@ -340,7 +352,7 @@ def _draw_timeseries(fig: go.Figure, n: int, r: PanelResult, box: _Box, px: floa
                 domain=[box.x0 + 0.02, box.x1 - 0.005],
                 anchor=f"y{axis}",
                 type="date",
-                range=[r.series[0].timestamps[0], r.series[0].timestamps[-1]] if r.series else None,
+                range=[pd.Timestamp(t, unit="s", tz="UTC") for t in (r.start, r.end)],
                 tickfont=dict(size=9),
                 showgrid=True,
                 gridcolor="#eee",
