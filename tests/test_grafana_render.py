@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from course_lib import prom
+from course_lib import history, prom
 from course_lib.grafana import lint, overview, render
 from course_lib.grafana.macros import QueryContext
 
@@ -115,9 +115,61 @@ def test_figure_refuses_nothing_to_draw():
         render.figure([])
 
 
-def test_whole_dashboard_renders_fast(stack):
+# --- over the day of history -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def day(stack):
+    return stack.history_window()
+
+
+def _incident(day) -> tuple[float, float]:
+    """Return the thumbnail incident with half an hour either side."""
+    return day.at_event("thumbnail_incident") - 1800, day.at_event(
+        "thumbnail_incident", "end"
+    ) + 1800
+
+
+def test_every_panel_query_has_data_over_the_day(stack, day):
+    results = render.evaluate(overview.dashboard_dict(), stack.prometheus_url, day.start, day.end)
+    assert sum(len(r.queries) for r in results) == 19
+    for r in results:
+        for target in r.panel["targets"]:
+            mine = [s for s in r.series if s.ref_id == target["refId"]]
+            assert any(np.isfinite(s.values).any() for s in mine), f"{r.title} {target['refId']}"
+    by_title = {r.title: r for r in results}
+    # A half-width panel is 600 px: 24 h / 600 = 144 s, which Grafana rounds to a 2 m step.
+    assert by_title["API latency p50 / p95 / p99"].step == 120
+
+
+def test_the_incident_shows_on_the_dashboard(stack, day):
+    results = render.evaluate(
+        overview.dashboard_dict(),
+        stack.prometheus_url,
+        *_incident(day),
+        scrape_interval=history.STEP,
+    )
+    by_title = {r.title: {s.name: s.values for s in r.series} for r in results}
+    peak = {
+        name: np.nanmax(values)
+        for name, values in by_title["Thumbnail p99: all, hits, misses"].items()
+    }
+    assert peak["misses"] > overview.THUMBNAIL_P99_SECONDS > peak["hits"]
+    assert np.nanmax(by_title["ffmpeg errors by operation"]["thumbnail"]) > 0.1
+    assert np.nanmax(by_title["Thumbnail cache hit ratio"]["hit ratio"]) <= 1.0
+
+
+def test_a_too_small_scrape_interval_empties_the_graphs(stack, day):
+    """The data source says 2 s, the day was scraped every 15 s: zoomed in, rate() finds one
+    sample per window and the graphs go empty, exactly as they would in Grafana."""
+    results = render.evaluate(overview.dashboard_dict(), stack.prometheus_url, *_incident(day))
+    empty = [r.title for r in results if r.panel["type"] == "timeseries" and not r.has_data]
+    assert "API latency p50 / p95 / p99" in empty and "Memory (RSS)" not in empty
+
+
+def test_whole_dashboard_renders_fast(stack, day):
     t0 = time.perf_counter()
-    render.render(overview.dashboard_dict(), stack.prometheus_url, *prom.last(24 * 3600))
+    render.render(overview.dashboard_dict(), stack.prometheus_url, day.start, day.end)
     elapsed = time.perf_counter() - t0
     assert elapsed < 5.0, f"rendering the overview over 24 h took {elapsed:.1f}s (budget 5 s)"
 

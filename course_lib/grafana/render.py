@@ -337,7 +337,23 @@ def _calc(panel: Mapping[str, Any]) -> str:
     return calcs[0] if calcs else "lastNotNull"
 
 
-def _draw_timeseries(fig: go.Figure, n: int, r: PanelResult, box: _Box, px: float) -> None:
+@dataclass
+class _Canvas:
+    """The figure being drawn, as plain data: built in one go (plotly validates it once)."""
+
+    data: list[dict[str, Any]] = field(default_factory=list)
+    layout: dict[str, Any] = field(default_factory=dict)
+    shapes: list[dict[str, Any]] = field(default_factory=list)
+    annotations: list[dict[str, Any]] = field(default_factory=list)
+
+    def text(self, x: float, y: float, text: str, **options: Any) -> None:
+        """Add a text annotation at paper coordinates (x, y)."""
+        self.annotations.append(
+            dict(x=x, y=y, xref="paper", yref="paper", showarrow=False, text=text, **options)
+        )
+
+
+def _draw_timeseries(canvas: _Canvas, n: int, r: PanelResult, box: _Box, px: float) -> None:
     axis = "" if n == 1 else str(n)
     peak = max(
         (np.nanmax(np.abs(s.values)) for s in r.series if np.isfinite(s.values).any()), default=1.0
@@ -346,31 +362,28 @@ def _draw_timeseries(fig: go.Figure, n: int, r: PanelResult, box: _Box, px: floa
     per_line = 5 if box.x1 - box.x0 > 0.4 else 3
     legend_px, title_px = 22 + 13 * math.ceil(len(r.series) / per_line), 26
     plot_y0 = min(box.y0 + (legend_px + 18) / px, box.y1 - 0.02)
-    fig.update_layout(
-        {
-            f"xaxis{axis}": dict(
-                domain=[box.x0 + 0.02, box.x1 - 0.005],
-                anchor=f"y{axis}",
-                type="date",
-                range=[pd.Timestamp(t, unit="s", tz="UTC") for t in (r.start, r.end)],
-                tickfont=dict(size=9),
-                showgrid=True,
-                gridcolor="#eee",
-            ),
-            f"yaxis{axis}": dict(
-                domain=[plot_y0, box.y1 - title_px / px],
-                anchor=f"x{axis}",
-                ticksuffix=suffix,
-                tickfont=dict(size=9),
-                rangemode="tozero",
-                gridcolor="#eee",
-            ),
-        }
+    canvas.layout[f"xaxis{axis}"] = dict(
+        domain=[box.x0 + 0.02, box.x1 - 0.005],
+        anchor=f"y{axis}",
+        type="date",
+        range=[pd.Timestamp(t, unit="s") for t in (r.start, r.end)],
+        tickfont=dict(size=9),
+        gridcolor="#eee",
+    )
+    canvas.layout[f"yaxis{axis}"] = dict(
+        domain=[plot_y0, box.y1 - title_px / px],
+        anchor=f"x{axis}",
+        ticksuffix=suffix,
+        tickfont=dict(size=9),
+        rangemode="tozero",
+        gridcolor="#eee",
     )
     for i, s in enumerate(r.series):
-        fig.add_trace(
-            go.Scatter(
-                x=s.timestamps,
+        canvas.data.append(
+            dict(
+                type="scatter",
+                # Naive UTC datetime64: copied and serialised as one array, not object by object.
+                x=s.timestamps.tz_localize(None).to_numpy(),
                 y=s.values * factor,
                 name=s.name,
                 mode="lines",
@@ -387,33 +400,32 @@ def _draw_timeseries(fig: go.Figure, n: int, r: PanelResult, box: _Box, px: floa
         for i, s in enumerate(r.series)
     ]
     lines = ["   ".join(entries[i : i + per_line]) for i in range(0, len(entries), per_line)]
-    fig.add_annotation(
-        x=box.x0 + 0.006,
-        y=box.y0 + 4 / px,
-        xref="paper",
-        yref="paper",
+    canvas.text(
+        box.x0 + 0.006,
+        box.y0 + 4 / px,
+        "<br>".join(lines),
         xanchor="left",
         yanchor="bottom",
         align="left",
-        showarrow=False,
-        text="<br>".join(lines),
         font=dict(size=9),
     )
     for value, color in _threshold_steps(r.panel):
-        if value * factor <= peak * factor * 1.5:  # a line far above the data would flatten it
-            fig.add_shape(
-                type="line",
-                xref=f"x{axis} domain",
-                yref=f"y{axis}",
-                x0=0,
-                x1=1,
-                y0=value * factor,
-                y1=value * factor,
-                line=dict(color=color, dash="dash", width=1),
+        if value <= peak * 1.5:  # a line far above the data would flatten it
+            canvas.shapes.append(
+                dict(
+                    type="line",
+                    xref=f"x{axis} domain",
+                    yref=f"y{axis}",
+                    x0=0,
+                    x1=1,
+                    y0=value * factor,
+                    y1=value * factor,
+                    line=dict(color=color, dash="dash", width=1),
+                )
             )
 
 
-def _draw_indicator(fig: go.Figure, r: PanelResult, box: _Box, px: float) -> None:
+def _draw_indicator(canvas: _Canvas, r: PanelResult, box: _Box, px: float) -> None:
     calc = _calc(r.panel)
     shown = r.series[:4] or [None]
     width = (box.x1 - box.x0) / len(shown)
@@ -423,7 +435,9 @@ def _draw_indicator(fig: go.Figure, r: PanelResult, box: _Box, px: float) -> Non
         top = box.y1 - (34 if r.panel["type"] == "gauge" else 24) / px
         domain = dict(x=[box.x0 + i * width, box.x0 + (i + 1) * width], y=[box.y0 + 4 / px, top])
         color = threshold_color(r.panel, value)
-        common = dict(
+        trace = dict(
+            type="indicator",
+            mode="number",
             value=value * factor if math.isfinite(value) else None,
             domain=domain,
             number=dict(suffix=suffix, valueformat=".3~g", font=dict(color=color, size=26)),
@@ -432,26 +446,21 @@ def _draw_indicator(fig: go.Figure, r: PanelResult, box: _Box, px: float) -> Non
         if r.panel["type"] == "gauge":
             defaults = (r.panel.get("fieldConfig") or {}).get("defaults") or {}
             low, high = defaults.get("min", 0) * factor, defaults.get("max", 1) * factor
-            edges = [low] + [v * factor for v, _ in _threshold_steps(r.panel)] + [high]
-            colors = [threshold_color(r.panel, -math.inf)] + [
-                c for _, c in _threshold_steps(r.panel)
-            ]
-            fig.add_trace(
-                go.Indicator(
-                    mode="gauge+number",
-                    **common,
-                    gauge=dict(
-                        axis=dict(range=[low, high], tickfont=dict(size=8)),
-                        bar=dict(color=color, thickness=0.5),
-                        steps=[
-                            dict(range=[a, b], color=c)
-                            for a, b, c in zip(edges, edges[1:], colors, strict=False)
-                        ],
-                    ),
-                )
+            steps = _threshold_steps(r.panel)
+            edges = [low] + [v * factor for v, _ in steps] + [high]
+            colors = [threshold_color(r.panel, -math.inf)] + [c for _, c in steps]
+            trace.update(
+                mode="gauge+number",
+                gauge=dict(
+                    axis=dict(range=[low, high], tickfont=dict(size=8)),
+                    bar=dict(color=color, thickness=0.5),
+                    steps=[
+                        dict(range=[a, b], color=c)
+                        for a, b, c in zip(edges, edges[1:], colors, strict=False)
+                    ],
+                ),
             )
-        else:
-            fig.add_trace(go.Indicator(mode="number", **common))
+        canvas.data.append(trace)
 
 
 def figure(
@@ -461,43 +470,45 @@ def figure(
     if not results:
         raise ValueError("no panels to draw: evaluate() a dashboard with panels first.")
     boxes, height = _boxes(results)
-    fig = go.Figure()
+    canvas = _Canvas()
     graph_number = 0
     for r, box in zip(results, boxes, strict=True):
-        fig.add_shape(
-            type="rect",
-            xref="paper",
-            yref="paper",
-            x0=box.x0,
-            x1=box.x1,
-            y0=box.y0,
-            y1=box.y1,
-            line=dict(color="#d8d9da", width=1),
-            fillcolor="rgba(0,0,0,0)",
-            layer="below",
+        canvas.shapes.append(
+            dict(
+                type="rect",
+                xref="paper",
+                yref="paper",
+                x0=box.x0,
+                x1=box.x1,
+                y0=box.y0,
+                y1=box.y1,
+                line=dict(color="#d8d9da", width=1),
+                fillcolor="rgba(0,0,0,0)",
+                layer="below",
+            )
         )
-        fig.add_annotation(
-            x=box.x0 + 0.006,
-            y=box.y1 - 4 / height,
-            xref="paper",
-            yref="paper",
+        canvas.text(
+            box.x0 + 0.006,
+            box.y1 - 4 / height,
+            f"<b>{r.title}</b>",
             xanchor="left",
             yanchor="top",
-            showarrow=False,
-            text=f"<b>{r.title}</b>",
             font=dict(size=11),
             hovertext=r.panel.get("description", ""),
         )
         if r.panel.get("type") == "timeseries":
             graph_number += 1
-            _draw_timeseries(fig, graph_number, r, box, height)
+            _draw_timeseries(canvas, graph_number, r, box, height)
             if not r.has_data:
-                _no_data(fig, box)
+                _no_data(canvas, box)
         elif r.panel.get("type") in ("stat", "gauge"):
-            _draw_indicator(fig, r, box, height)
+            _draw_indicator(canvas, r, box, height)
         else:
-            _no_data(fig, box, f"panel type {r.panel.get('type')!r} is not supported here")
-    fig.update_layout(
+            _no_data(canvas, box, f"panel type {r.panel.get('type')!r} is not supported here")
+    layout = dict(
+        canvas.layout,
+        shapes=canvas.shapes,
+        annotations=canvas.annotations,
         title=dict(text=title, font=dict(size=14), x=0.005, y=1, yanchor="top", pad=dict(t=6)),
         width=dashboard_px,
         height=height + 40,
@@ -506,18 +517,12 @@ def figure(
         paper_bgcolor="white",
         hovermode="x unified",
     )
-    return fig
+    return go.Figure(data=canvas.data, layout=layout)
 
 
-def _no_data(fig: go.Figure, box: _Box, text: str = "No data") -> None:
-    fig.add_annotation(
-        x=(box.x0 + box.x1) / 2,
-        y=(box.y0 + box.y1) / 2,
-        xref="paper",
-        yref="paper",
-        showarrow=False,
-        text=text,
-        font=dict(size=12, color="#999"),
+def _no_data(canvas: _Canvas, box: _Box, text: str = "No data") -> None:
+    canvas.text(
+        (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2, text, font=dict(size=12, color="#999")
     )
 
 
@@ -527,13 +532,16 @@ def render(
     start: prom.TimeLike,
     end: prom.TimeLike,
     variables: Mapping[str, str | Sequence[str]] | None = None,
+    scrape_interval: float | None = None,
 ) -> tuple[go.Figure, list[PanelResult]]:
     """Evaluate and draw ``board`` over [start, end]; return the figure and the panel results.
+
+    ``variables`` and ``scrape_interval`` are passed to ``evaluate``.
 
     >>> fig, results = render(overview.dashboard_dict(), stack.prometheus_url,
     ...                       *prom.last(900))                              # doctest: +SKIP
     """
-    results = evaluate(board, url, start, end, variables=variables)
+    results = evaluate(board, url, start, end, variables, scrape_interval)
     t0, t1 = prom.to_datetime(start), prom.to_datetime(end)
     span = f"{t0:%Y-%m-%d %H:%M} – {t1:%Y-%m-%d %H:%M} UTC"
     return figure(results, title=f"{board.get('title', 'dashboard')} · {span}"), results
