@@ -110,6 +110,14 @@ def test_figure_draws_every_panel(results):
     assert {a.text for a in fig.layout.annotations} >= {f"<b>{r.title}</b>" for r in results}
 
 
+def test_a_panel_without_grid_position_is_named(stack, window):
+    board = overview.dashboard_dict()
+    board["panels"] = [board["panels"][0]]
+    del board["panels"][0]["gridPos"]
+    with pytest.raises(ValueError, match="panel 'Target up' has no gridPos"):
+        render.evaluate(board, stack.prometheus_url, *window)
+
+
 def test_figure_refuses_nothing_to_draw():
     with pytest.raises(ValueError, match="no panels to draw"):
         render.figure([])

@@ -198,7 +198,13 @@ def evaluate(
             continue
         uid = (panel.get("datasource") or {}).get("uid", "")
         scrape = scrape_interval or provisioned_scrape_interval(uid)
-        width = max(1, round(panel["gridPos"]["w"] / GRID_COLUMNS * dashboard_px))
+        pos = panel.get("gridPos") or {}
+        if not isinstance(pos.get("w"), int) or not isinstance(pos.get("h"), int):
+            raise ValueError(
+                f"panel {panel.get('title', '?')!r} has no gridPos with a width and height: "
+                "give it gridPos {x, y, w, h} (lint.lint() lists every such problem)."
+            )
+        width = max(1, round(pos["w"] / GRID_COLUMNS * dashboard_px))
         ctx = QueryContext(start=t0, end=t1, width_px=width, scrape_interval=scrape)
         result = PanelResult(panel=panel, step=ctx.interval, start=t0, end=t1)
         results.append(result)
