@@ -365,3 +365,17 @@ def test_history_survives_restarts_and_a_crash_and_is_replaced_when_aged_out(tmp
         assert prom.query(url, count_day, time=day.end - 1)["value"].iloc[0] == history.POINTS
     finally:
         stack_mod.down(cfg)
+
+
+def test_doctor_says_where_the_day_is_and_when_it_is_outdated(tmp_path):
+    cfg = _cfg(tmp_path)
+    assert ("ok", "day of history: not written yet; `up` writes it") in stack_mod.doctor(cfg)
+    cfg.state_dir.mkdir(parents=True)
+    day = {"start": 1_795_000_005 - 86_400, "end": 1_795_000_005, "instance": "x"}
+    record = cfg.state_dir / "history.json"
+    record.write_text(json.dumps({**day, "version": history.VERSION}))
+    line = next(text for _, text in stack_mod.doctor(cfg) if text.startswith("day of history"))
+    assert "2026-11-17 11:06 → 2026-11-18 11:06 UTC" in line
+    record.write_text(json.dumps({**day, "version": "0123456789ab"}))
+    level, text = next(f for f in stack_mod.doctor(cfg) if f[1].startswith("day of history"))
+    assert level == "warn" and "make clean" in text
