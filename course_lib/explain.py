@@ -733,8 +733,11 @@ def divergence(
     found = _diverge(mine.root, ref.root, tol)
     if found is None:
         return None
-    agreed, _my_node, _ref_node, why = found
-    head = f"your {_step(agreed)} matches the reference's; " if agreed is not None else ""
+    agreed, why = found
+    if agreed is None:
+        head, why = "", why.removeprefix("then ")
+    else:
+        head = f"your {_step(agreed)} matches the reference's; "
     failing = next((n for n in reversed(mine.nodes) if n.error), None)
     tail = (
         f"; at your {_step(failing)}: {failing.error}"
@@ -774,14 +777,16 @@ def _signature_of(node: Node) -> tuple:
 
 
 def _same_result(a: Node, b: Node, tol: tuple[float, float]) -> str | None:
-    """Return how two evaluated nodes differ (type, labels, series, values), or None."""
+    """Say how node ``a`` differs from ``b`` ("returns 9 series instead of 1"), or None."""
     if a.error or b.error:
-        return None if a.error == b.error else (a.error or "the reference's step fails here")
+        if a.error == b.error:
+            return None
+        return f"fails: {a.error}" if a.error else "returns data where the reference's step fails"
     if a.result_type != b.result_type:
-        return f"it returns a {a.result_type}, the reference's a {b.result_type}"
+        return f"returns a {a.result_type} where the reference's returns a {b.result_type}"
     if a.result_type == "range vector":
         if a.series != b.series:
-            return f"{a.series} series in your window instead of {b.series}"
+            return f"holds {a.series} series instead of {b.series}"
         windows = (_window_text(a.ast), _window_text(b.ast))
         if windows[0] != windows[1] or a.samples_per_series != b.samples_per_series:
             return (
@@ -800,20 +805,20 @@ def _same_result(a: Node, b: Node, tol: tuple[float, float]) -> str | None:
         counts = f": {_series_word(a.series)} instead of {b.series}" if a.series != b.series else ""
         return f"{' and '.join(parts)}{counts}"
     if a.series != b.series:
-        return f"{_series_word(a.series)} instead of {b.series}"
+        return f"returns {_series_word(a.series)} instead of {b.series}"
     theirs = {frozenset(lb.items()): v for lb, v in b.values}
     for labels, value in a.values:
         want = theirs.get(frozenset(labels.items()))
         if want is None:
-            return f"the series {_fmt_labels(labels)} is not in the reference's result"
+            return f"returns {_fmt_labels(labels)}, which the reference's result lacks"
         if not _close(value, want, *tol):
             where = f" for {_fmt_labels(labels)}" if labels else ""
-            return f"values differ{where}: {_fmt_value(value)} instead of {_fmt_value(want)}"
+            return f"gives {_fmt_value(value)} instead of {_fmt_value(want)}{where}"
     return None
 
 
-def _diverge(mine: Node, ref: Node, tol) -> tuple[Node | None, Node, Node, str] | None:
-    """Return (last agreeing node, my node, reference node, why) at the first divergence."""
+def _diverge(mine: Node, ref: Node, tol) -> tuple[Node | None, str] | None:
+    """Return (last agreeing node, what differs) at the first divergence, innermost first."""
     if _signature_of(mine) == _signature_of(ref) and len(mine.children) == len(ref.children):
         agreed = None
         for my_child, ref_child in zip(mine.children, ref.children, strict=True):
@@ -825,36 +830,22 @@ def _diverge(mine: Node, ref: Node, tol) -> tuple[Node | None, Node, Node, str] 
         why = _same_result(mine, ref, tol)
         if why is None:
             return None
-        return agreed, mine, ref, f"then your {_step(mine)} {why}"
+        return agreed, f"then your {_step(mine)} {why}"
     # Different steps: if one tree only wraps the other, line up the inner parts first.
     for ref_child in ref.children:
-        if (
-            _signature_of(ref_child) == _signature_of(mine)
-            and _diverge(mine, ref_child, tol) is None
-        ):
-            why = _same_result(mine, ref, tol) or "the same result here"
-            return (
-                mine,
-                mine,
-                ref,
-                f"the reference then applies {_step(ref)}, which yours doesn't: {why}",
-            )
+        if _signature_of(ref_child) == _signature_of(mine) and not _diverge(mine, ref_child, tol):
+            why = _same_result(mine, ref, tol)
+            yours = f" (yours {why})" if why else ""
+            return mine, f"the reference then applies {_step(ref)}, which yours doesn't{yours}"
     for my_child in mine.children:
-        if _signature_of(my_child) == _signature_of(ref) and _diverge(my_child, ref, tol) is None:
-            why = _same_result(mine, ref, tol) or "the same result here"
-            return (
-                my_child,
-                mine,
-                ref,
-                f"then your {_step(mine)} is a step the reference doesn't take: {why}",
+        if _signature_of(my_child) == _signature_of(ref) and not _diverge(my_child, ref, tol):
+            why = _same_result(mine, ref, tol)
+            return my_child, f"then your {_step(mine)} is a step the reference doesn't take" + (
+                f": it {why}" if why else ""
             )
     why = _same_result(mine, ref, tol)
-    return (
-        None,
-        mine,
-        ref,
-        f"your {_step(mine)} differs from the reference's {_step(ref)}"
-        + (f": {why}" if why else ""),
+    return None, f"your {_step(mine)} stands where the reference has {_step(ref)}" + (
+        f": yours {why}" if why else ""
     )
 
 
@@ -872,7 +863,8 @@ def _step(node: Node, limit: int = 60) -> str:
     if len(text) > limit:
         for child in node.children:
             if len(child.expr) > 12:
-                text = text.replace(child.expr, "…", 1)
+                window = _window_text(child.ast) if child.kind in ("range", "subquery") else ""
+                text = text.replace(child.expr, "…" + window, 1)
     return f"`{_short(text, limit)}`"
 
 

@@ -315,7 +315,7 @@ def test_divergence_names_the_first_node_that_departs(synthetic):
     note = divergence(
         synthetic, f"sum by (route) (rate({REQUESTS}[5m]))", f"sum by (route) ({rate})"
     )
-    assert note is not None and note.startswith(f"then your `{REQUESTS}[5m]` spans [5m], the ")
+    assert note is not None and note.startswith(f"your `{REQUESTS}[5m]` spans [5m], the ")
     assert "reference's [1m]" in note
     assert divergence(synthetic, f"sum by(route)({rate})", f"sum by (route) ({rate})") is None
 
