@@ -166,8 +166,17 @@ class Node:
             if self.resets:
                 text += f", {self.resets} reset(s)"
             return text
+        # Labels every series shares (job, instance…) say nothing about the series: hide them.
+        varying = {k for labels, _ in self.values for k in labels}
+        if len(self.values) > 1:
+            varying = {k for k in varying if len({lb.get(k) for lb, _ in self.values}) > 1}
         shown = [
-            (f"{_fmt_labels(labels)} " if labels else "") + _fmt_value(value)
+            (
+                f"{_fmt_labels({k: v for k, v in labels.items() if k in varying})} "
+                if varying
+                else ""
+            )
+            + _fmt_value(value)
             for labels, value in self.values[:limit]
         ]
         more = len(self.values) - limit
@@ -342,6 +351,8 @@ def _prometheus_url(stack: Any) -> str:
 
 def _normalise_text(text: str) -> str:
     """Return prettified PromQL on one line (the parser breaks long expressions)."""
+    text = re.sub(r"\(\s*\n\s*", "(", text)
+    text = re.sub(r"\s*\n\s*\)", ")", text)
     return re.sub(r"\n\s*", " ", text).strip()
 
 
@@ -553,7 +564,7 @@ def _describe_range(node: Node) -> str:
         )
     else:
         text = f"the raw samples of the last {window} of each series"
-    if node.samples_per_series:
+    if node.samples_per_series and node.series:
         low, high = node.samples_per_series
         text += (
             f": {_series_word(node.series)}, {low if low == high else f'{low}–{high}'} samples each"
@@ -634,14 +645,13 @@ def _describe_binary(node: Node) -> str:
     left, right = node.children
     mod = ast.modifier
     vectors = left.series is not None and right.series is not None
+    if not vectors:
+        return _describe_scalar_binary(node, op, left, right)
     if op in COMPARISONS:
-        bool_mod = mod is not None and mod.return_bool
-        verb = (
-            f"1 where the value is {op} the other side, else 0"
-            if bool_mod
-            else (f"keeps the series whose value is {op} the other side")
-        )
-        text = verb
+        if mod is not None and mod.return_bool:
+            text = f"1 where the left value is {op} the right one, else 0"
+        else:
+            text = f"keeps the left series whose value is {op} the matching right one"
     elif op in SET_OPS:
         text = {
             "and": "keeps the left series that have a match on the right",
@@ -650,11 +660,6 @@ def _describe_binary(node: Node) -> str:
         }[op]
     else:
         text = f"{ARITHMETIC_TEXT.get(op, op)} the two sides"
-    if not vectors:
-        inputs = left.series if left.series is not None else right.series
-        if inputs is not None:
-            text += f" (each series with a number): {_series_word(inputs)} → {node.series}"
-        return text
     matching = _matching_text(mod)
     matched = _matched_pairs(left, right, mod)
     text += (
@@ -670,6 +675,24 @@ def _describe_binary(node: Node) -> str:
             f"or match with on(…)/ignoring(…)"
         )
     return text
+
+
+def _describe_scalar_binary(node: Node, op: str, left: Node, right: Node) -> str:
+    """Describe an operation between a vector and a number (or two numbers)."""
+    vector, number = (left, right) if left.series is not None else (right, left)
+    value = _fmt_value(number.values[0][1]) if number.values else number.expr
+    if vector.series is None:
+        return f"computes {left.expr} {op} {right.expr}"
+    mod = node.ast.modifier
+    if op in COMPARISONS and not (mod is not None and mod.return_bool):
+        condition = f"{op} {value}" if vector is left else f"{value} {op} it"
+        text = f"keeps the series whose value is {condition}"
+    elif op in COMPARISONS:
+        text = f"1 where the value is {op} {value}, else 0"
+    else:
+        shown = f"value {op} {value}" if vector is left else f"{value} {op} value"
+        text = f"computes {shown} for each series"
+    return f"{text}: {_series_word(vector.series)} → {node.series}"
 
 
 def _matching_text(mod: Any) -> str:

@@ -298,8 +298,12 @@ def test_speed_of_a_ten_node_query(synthetic):
         f"/ sum by (route) (rate({REQUESTS}[1m])) > 0.1"
     )
     tree = explain(synthetic, query)
-    assert len(tree.nodes) >= 8
+    assert len(tree.nodes) == 9
     assert tree.elapsed < 1.0, str(tree)
+    # Every route fails a fifth of its requests (0.25 of every 1.25 per second).
+    assert tree.root.explanation == "keeps the series whose value is > 0.1: 3 series → 3"
+    assert [v for _, v in tree.root.values] == pytest.approx([0.2] * 3, rel=1e-3)
+    assert tree.root.sample_text().startswith('{route="/api/thumbnails"} 0.2, ')
 
 
 # --- divergence: the exercise feedback -----------------------------------------------------
