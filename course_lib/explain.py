@@ -597,7 +597,7 @@ def _describe_call(node: Node) -> str:
         )
         text = (
             f"estimates the {_fmt_value(phi)} quantile from the le buckets of each group: "
-            f"{_series_word(inner.series)} → {_series_word(node.series)}{per}"
+            f"{_series_word(inner.series)} → {node.series}{per}"
         )
         return text
     template = FUNCTION_TEXT.get(name, f"applies {name}() to each series")
@@ -635,7 +635,7 @@ def _describe_aggregation(node: Node) -> str:
     else:
         keep = f", keeping every label but {', '.join(mod.labels)}"
     source = node.children[-1]
-    return f"{text}{keep}: {_series_word(source.series)} → {_series_word(node.series)}"
+    return f"{text}{keep}: {_series_word(source.series)} → {node.series}"
 
 
 def _describe_binary(node: Node) -> str:
@@ -664,7 +664,7 @@ def _describe_binary(node: Node) -> str:
     matched = _matched_pairs(left, right, mod)
     text += (
         f", matching {matching}: {left.series} left, {right.series} right, "
-        f"{matched} matched → {_series_word(node.series)}"
+        f"{matched} matched → {node.series}"
     )
     no_match = matched == 0 and left.series and right.series and op not in ("or", "unless")
     if no_match and not node.error:  # Prometheus' own error (many-to-many…) says more

@@ -8,6 +8,7 @@ ratios are known exactly, and the seed's mistakes can be shown node by node.
 
 from __future__ import annotations
 
+import html
 import itertools
 import shutil
 import socket
@@ -177,10 +178,7 @@ def test_unaggregated_quantile_shows_one_quantile_per_series(synthetic):
     low, high = window.samples_per_series
     assert 4 <= low <= high
     assert window.resets == 0
-    assert (
-        "108 series → 12 series (one per instance, job, method, route, status_code)"
-        in root.explanation
-    )
+    assert "108 series → 12 (one per instance, job, method, route, status_code)" in root.explanation
     assert any("one quantile per series" in w for w in root.warnings)
     assert "per-second increase of each counter over [5m], resets handled" in rate.explanation
 
@@ -189,7 +187,7 @@ def test_sum_by_le_collapses_the_buckets_to_one_quantile(synthetic):
     tree = explain(synthetic, P99)
     sum_node = tree.node(f"sum by (le) (rate({BUCKET}[5m]))")
     assert (sum_node.series, sum_node.labels) == (9, ("le",))
-    assert "adds the series up, keeping only le: 108 series → 9 series" in sum_node.explanation
+    assert "adds the series up, keeping only le: 108 series → 9" in sum_node.explanation
     assert (tree.root.series, tree.root.labels) == (1, ())
     # Every series puts exactly 99 % of requests at or below 1 s: the p99 is that bound.
     assert tree.root.values[0][1] == pytest.approx(1.0, rel=1e-9)
@@ -203,7 +201,7 @@ def test_ratio_without_sum_shows_the_label_mismatch_on_the_division(synthetic):
     assert (left.series, left.labels) == (6, ("instance", "job", "method", "route", "status_code"))
     assert (right.series, right.labels) == (1, ())
     assert tree.root.series == 0
-    assert "6 left, 1 right, 0 matched → 0 series" in tree.root.explanation
+    assert "6 left, 1 right, 0 matched → 0" in tree.root.explanation
     assert "no series match" in tree.root.error
     assert (
         "{instance, job, method, route, status_code}" in tree.root.error
@@ -215,7 +213,7 @@ def test_ratio_without_sum_shows_the_label_mismatch_on_the_division(synthetic):
     total = sum(_request_rate(*c) for c in itertools.product(METHODS, ROUTES, STATUSES))
     errors = sum(_request_rate(m, r, "500") for m, r in itertools.product(METHODS, ROUTES))
     assert fixed.root.values[0][1] == pytest.approx(errors / total, rel=1e-3)
-    assert "1 left, 1 right, 1 matched → 1 series" in fixed.root.explanation
+    assert "1 left, 1 right, 1 matched → 1" in fixed.root.explanation
 
 
 def test_rate_of_a_sum_shows_the_reset(synthetic):
@@ -271,9 +269,27 @@ def test_rendering_text_and_static_html(synthetic):
     page = tree._repr_html_()
     assert page.count("<tr>") == len(tree.nodes) + 1  # header + one row per node
     assert "<script" not in page and "widget" not in page
+    exported = _export_html(tree)
+    assert '<table class="promql-explain">' in exported
+    assert html.escape(f"rate({BUCKET}[5m])") in exported
     frame = tree.to_frame()
     assert frame["series"].tolist()[-2:] == [108, 108]
     assert frame["depth"].tolist() == [0, 1, 1, 2, 3]
+
+
+def _export_html(tree) -> str:
+    """Return the HTML nbconvert makes of a notebook whose one cell displayed ``tree``."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    cell = nbformat.v4.new_code_cell("lesson.explain(stack, query)")
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "display_data", data={"text/html": tree._repr_html_(), "text/plain": str(tree)}
+        )
+    ]
+    body, _ = HTMLExporter().from_notebook_node(nbformat.v4.new_notebook(cells=[cell]))
+    return body
 
 
 def test_lesson_explain_and_node_lookup(synthetic):
