@@ -372,3 +372,43 @@ def test_cache_hit_ratio_feedback_names_the_division(synthetic):
     assert "Where it goes wrong: your `rate(" in message
     assert "the reference then applies `sum(…)`" in message
     assert "at your `… / …`: no series match" in message
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "1 + 2 * 3",
+        "-explain_jobs_total",
+        "vector(1)",
+        "time() - 60",
+        'absent(explain_jobs_total{worker="z"})',
+        "topk(1, explain_jobs_total)",
+        'count_values("jobs", round(explain_jobs_total))',
+        'label_replace(explain_jobs_total, "who", "$1", "worker", "(.*)")',
+        "quantile_over_time(0.9, explain_jobs_total[1m])",
+        "predict_linear(explain_jobs_total[1m], 60)",
+        "max_over_time(sum(rate(explain_jobs_total[10s]))[1m:5s] offset 1s)",
+        "explain_jobs_total > bool 10",
+        "explain_jobs_total and on (worker) explain_jobs_total > 0",
+        "explain_jobs_total / ignoring (worker) group_left"
+        " sum without (worker) (explain_jobs_total)",
+        "explain_jobs_total[1m]",
+        "scalar(sum(explain_jobs_total))",
+    ],
+)
+def test_every_kind_of_node_gets_facts_and_an_explanation(synthetic, query):
+    tree = explain(synthetic, query)
+    for node in tree.nodes:
+        assert node.explanation, node
+        assert node.result_type in ("instant vector", "range vector", "scalar", "string"), node
+        assert not node.error, node
+        if node.result_type in ("instant vector", "range vector"):
+            assert node.series is not None and len(node.values) == node.series
+    assert len(tree._repr_html_()) > 100 and str(tree).startswith(tree.root.expr)
+
+
+def test_unreachable_prometheus_says_so():
+    from course_lib.prom import PrometheusUnreachable
+
+    with pytest.raises(PrometheusUnreachable, match="not reachable"):
+        explain(f"http://127.0.0.1:{_free_port()}", "up")
