@@ -142,6 +142,7 @@ class Node:
     ast: Any = field(repr=False)
     children: list[Node] = field(default_factory=list, repr=False)
     query: str | None = None
+    resets_query: str | None = None
     result_type: str = ""
     series: int | None = None
     labels: tuple[str, ...] = ()
@@ -328,7 +329,7 @@ def explain(
     url = _prometheus_url(stack)
     at = prom.to_datetime(time).timestamp() if time is not None else _time.time()
     started = _time.perf_counter()
-    root = _build(ast, depth=0, parent=None)
+    root = _build(ast, depth=0)
     count = _evaluate(url, root, at)
     for node in reversed(list(root)):  # children first: their facts feed the parent's text
         node.explanation = _describe(node)
@@ -399,60 +400,47 @@ def _unparen(ast: Any) -> Any:
     return ast
 
 
-def _build(ast: Any, depth: int, parent: Node | None) -> Node:
-    """Turn the parser's tree into Nodes and decide which query evaluates each one."""
+def _build(ast: Any, depth: int, counter_func: bool = False) -> Node:
+    """Turn the parser's tree into Nodes and decide which queries evaluate each one.
+
+    ``counter_func`` says the parent is rate/irate/increase/resets: a range under
+    it also gets its counter resets counted.
+    """
     ast = _unparen(ast)
-    text = _normalise_text(ast.prettify())
-    node = Node(expr=text, kind=_kind(ast), depth=depth, ast=ast)
+    node = Node(expr=_normalise_text(ast.prettify()), kind=_kind(ast), depth=depth, ast=ast)
     if node.kind in ("range", "subquery"):
         node.query = f"count_over_time({ast.prettify()})"
+        if counter_func:
+            node.resets_query = f"sum(resets({ast.prettify()}))"
     elif node.kind == "number":
         node.result_type, node.values = "scalar", [({}, float(ast.val))]
     elif node.kind == "string":
         node.result_type = "string"
     else:
         node.query = ast.prettify()
-    node.children = [_build(child, depth + 1, node) for child in _children(ast)]
+    rates = node.kind == "function" and ast.func.name in COUNTER_RANGE_FUNCS
+    node.children = [_build(child, depth + 1, rates) for child in _children(ast)]
     return node
 
 
 def _evaluate(url: str, root: Node, at: float) -> int:
     """Run every node's queries concurrently at ``at``; fill in the facts; return the count."""
-    jobs: list[tuple[Node, str, str]] = []
-    for node, parent in _with_parents(root):
-        if node.query is None:
-            continue
-        jobs.append((node, "main", node.query))
-        counter_func = (
-            parent is not None
-            and parent.kind == "function"
-            and parent.ast.func.name in COUNTER_RANGE_FUNCS
-        )
-        if node.kind in ("range", "subquery") and counter_func:
-            jobs.append((node, "resets", f"sum(resets({node.ast.prettify()}))"))
-    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, max(1, len(jobs)))) as pool:
-        answers = list(pool.map(lambda job: _run(url, job[2], at), [j for j in jobs]))
-    for (node, role, _query), (result, error) in zip(jobs, answers, strict=True):
-        if role == "resets":
-            if result is not None and result[1]:
-                node.resets = int(float(result[1][0]["value"][1]))
-            elif result is not None:
-                node.resets = 0
-            continue
-        if error:
-            node.error = error
-            continue
-        _fill(node, *result)
-    return len(jobs)
-
-
-def _with_parents(root: Node) -> Iterator[tuple[Node, Node | None]]:
-    """Yield (node, parent) pairs, outermost first."""
-    stack: list[tuple[Node, Node | None]] = [(root, None)]
-    while stack:
-        node, parent = stack.pop(0)
-        yield node, parent
-        stack[0:0] = [(child, node) for child in node.children]
+    nodes = list(root)
+    queries = list(dict.fromkeys(q for n in nodes for q in (n.query, n.resets_query) if q))
+    with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, max(1, len(queries)))) as pool:
+        answers = dict(zip(queries, pool.map(lambda q: _run(url, q, at), queries), strict=True))
+    for node in nodes:
+        if node.resets_query:
+            result, _error = answers[node.resets_query]
+            if result is not None:
+                node.resets = int(float(result[1][0]["value"][1])) if result[1] else 0
+        if node.query:
+            result, error = answers[node.query]
+            if error:
+                node.error = error
+            else:
+                _fill(node, *result)
+    return len(queries)
 
 
 def _run(url: str, query: str, at: float) -> tuple[tuple[str, Any] | None, str]:
