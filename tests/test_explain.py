@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import html
 import itertools
+import math
 import shutil
 import socket
 import subprocess
 import time
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import requests
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
-from course_lib import lesson
+from course_lib import history, lesson
 from course_lib.exercises import ExerciseFailed, get
 from course_lib.explain import divergence, explain
 from course_lib.supervisor import stop_child
@@ -412,3 +414,67 @@ def test_unreachable_prometheus_says_so():
 
     with pytest.raises(PrometheusUnreachable, match="not reachable"):
         explain(f"http://127.0.0.1:{_free_port()}", "up")
+
+
+# --- the seed's mistakes on the day of history ------------------------------------------------
+
+HTTP_BUCKET = "vrewcraft_http_request_duration_seconds_bucket"
+HTTP = "vrewcraft_http_requests_total"
+
+
+def _live_series(day, name: str, offset: float, window: float = 300) -> int:
+    """Count the day's series of ``name`` with 2+ samples in [offset - window, offset]."""
+    first, last = math.ceil((offset - window) / history.STEP), math.floor(offset / history.STEP)
+    return sum(
+        int((~np.isnan(s.values[first : last + 1])).sum()) >= 2
+        for s in history.series(name, instance=day.instance)
+    )
+
+
+@pytest.mark.stack
+def test_history_unaggregated_p99_is_one_quantile_per_series(stack):
+    day = stack.history_window()
+    offset = history.event("thumbnail_incident").start + 10 * 60  # 19:50
+    wrong = explain(stack, f"histogram_quantile(0.99, rate({HTTP_BUCKET}[5m]))", day.at(offset))
+    kinds = _live_series(day, "vrewcraft_http_request_duration_seconds_count", offset)
+    assert kinds > 5
+    assert wrong.root.series == kinds
+    assert {"method", "route", "status_code"} <= set(wrong.root.labels)
+    assert wrong.node(f"rate({HTTP_BUCKET}[5m])").series == kinds * 9  # 8 bounds + Inf
+    assert any("one quantile per series" in w for w in wrong.root.warnings)
+
+    right = explain(
+        stack, f"histogram_quantile(0.99, sum by (le) (rate({HTTP_BUCKET}[5m])))", day.at(offset)
+    )
+    summed = right.node(f"sum by (le) (rate({HTTP_BUCKET}[5m]))")
+    assert (summed.series, summed.labels) == (9, ("le",))
+    assert f"{kinds * 9} series → 9" in summed.explanation
+    assert (right.root.series, right.root.labels) == (1, ())
+
+
+@pytest.mark.stack
+def test_history_ratio_without_sum_finds_no_match(stack):
+    day = stack.history_window()
+    at = day.at(history.event("error_burst").start + 10 * 60)  # 14:20
+    errors = f'rate({HTTP}{{status_code=~"5.."}}[5m])'
+    wrong = explain(stack, f"{errors} / sum(rate({HTTP}[5m]))", at)
+    assert wrong.root.series == 0 and "no series match" in wrong.root.error
+    assert wrong.root.children[0].series >= 1 and wrong.root.children[1].series == 1
+
+    right = explain(stack, f"sum({errors}) / sum(rate({HTTP}[5m])) > 0.05", at)
+    ratio = right.root.children[0]
+    (_, errors_per_s), (_, all_per_s) = (c.values[0] for c in ratio.children)
+    assert ratio.values[0][1] == pytest.approx(errors_per_s / all_per_s, rel=1e-9)
+    assert right.root.series == 1  # the burst trips the 5 % error-rate alert
+
+
+@pytest.mark.stack
+def test_history_rate_of_sum_across_the_deploy(stack):
+    day = stack.history_window()
+    at = day.at(history.event("deploy").start + 150)  # 2.5 min after every counter restarted
+    wrong = explain(stack, f"rate(sum({HTTP})[5m:15s])", at)
+    assert wrong.node(f"sum({HTTP})[5m:15s]").resets >= 1
+    right = explain(stack, f"sum(rate({HTTP}[5m]))", at)
+    window = right.node(f"{HTTP}[5m]")
+    assert window.resets >= 1 and "rate/increase correct for" in window.explanation
+    assert wrong.root.values[0][1] > 1.5 * right.root.values[0][1]
