@@ -730,9 +730,8 @@ def divergence(
     Returns None when the trees agree everywhere they can be compared (or the
     answer doesn't parse: the syntax error says more).
 
-    >>> divergence(stack, "sum(rate(x_total[1m]))",
-    ...            "sum by (route) (rate(x_total[1m]))")            # doctest: +SKIP
-    'your rate(x_total[1m]) matches the reference; then your sum(…) …'
+    >>> divergence(stack, "sum(rate(x[1m]))", "sum by (route) (rate(x[1m]))")  # doctest: +SKIP
+    "your `rate(x[1m])` matches the reference's; then your `sum(rate(x[1m]))` drops route, …"
     """
     at = prom.to_datetime(time).timestamp() if time is not None else _time.time()
     try:
