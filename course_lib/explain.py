@@ -793,7 +793,7 @@ def _same_result(a: Node, b: Node, tol: tuple[float, float]) -> str | None:
             return None
         return f"fails: {a.error}" if a.error else "returns data where the reference's step fails"
     if a.result_type != b.result_type:
-        return f"returns a {a.result_type} where the reference's returns a {b.result_type}"
+        return f"returns {_a(a.result_type)} where the reference's returns {_a(b.result_type)}"
     if a.result_type == "range vector":
         if a.series != b.series:
             return f"holds {a.series} series instead of {b.series}"
@@ -857,6 +857,11 @@ def _diverge(mine: Node, ref: Node, tol) -> tuple[Node | None, str] | None:
     return None, f"your {_step(mine)} stands where the reference has {_step(ref)}" + (
         f": yours {why}" if why else ""
     )
+
+
+def _a(noun: str) -> str:
+    """Return the noun with its indefinite article: "an instant vector", "a scalar"."""
+    return f"{'an' if noun[:1] in 'aeiou' else 'a'} {noun}"
 
 
 def _window_text(ast: Any) -> str:

@@ -177,6 +177,9 @@ def test_promql_feedback_names_the_node_that_departs(prom):
     message = _fails(get("01.scrape_rate"), f'increase({APPENDED}{{type="float"}}[1m])', prom)
     assert "your `increase(…[1m])` stands where the reference has `rate(…[1m])`" in message
     assert "60× too big" in message  # the more specific hint is still there
+    message = _fails(get("01.scrape_rate"), f'{APPENDED}{{type="float"}}[1m]', prom)
+    assert "returns a range vector" in message
+    assert "the reference then applies `rate(" in message and "returns an instant vector" in message
 
 
 def test_promql_rejects_an_empty_result(prom):
