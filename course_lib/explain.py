@@ -167,19 +167,10 @@ class Node:
             if self.resets:
                 text += f", {self.resets} reset(s)"
             return text
-        # Labels every series shares (job, instance…) say nothing about the series: hide them.
-        varying = {k for labels, _ in self.values for k in labels}
-        if len(self.values) > 1:
-            varying = {k for k in varying if len({lb.get(k) for lb, _ in self.values}) > 1}
-        shown = [
-            (
-                f"{_fmt_labels({k: v for k, v in labels.items() if k in varying})} "
-                if varying
-                else ""
-            )
-            + _fmt_value(value)
-            for labels, value in self.values[:limit]
-        ]
+        shown = []
+        for labels, value in self.values[:limit]:
+            telling = _telling(labels, self.values)
+            shown.append((f"{_fmt_labels(telling)} " if telling else "") + _fmt_value(value))
         more = len(self.values) - limit
         return ", ".join(shown) + (f" (+{more} more)" if more > 0 else "")
 
@@ -788,6 +779,9 @@ def _signature_of(node: Node) -> tuple:
 
 def _same_result(a: Node, b: Node, tol: tuple[float, float]) -> str | None:
     """Say how node ``a`` differs from ``b`` ("returns 9 series instead of 1"), or None."""
+    if a.kind == b.kind == "number":
+        same = _close(a.values[0][1], b.values[0][1], *tol)
+        return None if same else f"differs from the reference's {b.expr}"
     if a.error or b.error:
         if a.error == b.error:
             return None
@@ -819,10 +813,11 @@ def _same_result(a: Node, b: Node, tol: tuple[float, float]) -> str | None:
     theirs = {frozenset(lb.items()): v for lb, v in b.values}
     for labels, value in a.values:
         want = theirs.get(frozenset(labels.items()))
+        shown = _fmt_labels(_telling(labels, a.values))
         if want is None:
-            return f"returns {_fmt_labels(labels)}, which the reference's result lacks"
+            return f"returns {shown}, which the reference's result lacks"
         if not _close(value, want, *tol):
-            where = f" for {_fmt_labels(labels)}" if labels else ""
+            where = f" for {shown}" if labels else ""
             return f"gives {_fmt_value(value)} instead of {_fmt_value(want)}{where}"
     return None
 
@@ -917,6 +912,13 @@ def _tree_prefixes(root: Node) -> Iterator[tuple[Node, str, str]]:
             yield from walk(child, child_prefix, i == len(node.children) - 1, False)
 
     yield from walk(root, "", True, True)
+
+
+def _telling(labels: Mapping[str, str], values: list) -> dict[str, str]:
+    """Return ``labels`` without those every series in ``values`` shares (job, instance…)."""
+    if len(values) < 2:
+        return dict(labels)
+    return {k: v for k, v in labels.items() if len({lb.get(k) for lb, _ in values}) > 1}
 
 
 def _fmt_labels(labels: Mapping[str, str]) -> str:
