@@ -40,6 +40,7 @@ bench: setup  ## print the benchmark figures (not a test; takes a few minutes)
 	$(PY) bench/stack.py
 	$(PY) bench/service.py
 	$(PY) bench/history.py
+	$(PY) bench/explain.py
 
 clean:  ## stop the stack and remove its state (keeps the venv)
 	-$(PY) -m course_lib down
