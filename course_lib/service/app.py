@@ -121,7 +121,9 @@ class Service:
             stale.unlink(missing_ok=True)
         self.store = await asyncio.to_thread(VideoStore, s.db_path, s.db_pool_size)
         self.cache = await make_cache(s.redis_url, s.cache_entries, s.cache_ttl_seconds)
-        self.thumbnails = ThumbnailService(self.cache, self.media, self.metrics)
+        self.thumbnails = ThumbnailService(
+            self.cache, self.media, self.metrics, bypass=lambda: self.faults.cache_disabled
+        )
         self.jobs = JobManager(
             self.store,
             self.media,
