@@ -65,6 +65,7 @@ __all__ = [
     "post_alerts",
     "prometheus_alerts",
     "receivers",
+    "rule_groups",
     "run_rule_tests",
     "unload_workshop_rules",
     "wait_for_alert",
@@ -247,14 +248,15 @@ def _loaded(groups: list[dict]) -> list[str]:
 
 def _reload_until(stack: Any, done: Callable[[list[dict]], bool], timeout: float) -> None:
     stack.reload("prometheus")
-    if not supervisor.poll(lambda: done(_rule_groups(stack)), timeout, interval=0.2):
+    if not supervisor.poll(lambda: done(rule_groups(stack)), timeout, interval=0.2):
         raise NotReadyError(
             f"Prometheus did not pick up the workshop rules within {timeout:.0f}s; "
             "see `python -m course_lib logs prometheus`."
         )
 
 
-def _rule_groups(stack: Any) -> list[dict]:
+def rule_groups(stack: Any) -> list[dict]:
+    """Return the rule groups Prometheus runs (``/api/v1/rules``), with each rule's state."""
     return _get(f"{stack.prometheus_url}/api/v1/rules")["data"]["groups"]
 
 
