@@ -240,7 +240,7 @@ register(
         test=_check_routes,
         expects="the routes: list as a YAML string",
         nudge="Routes are tried top to bottom and the first match wins (unless it says "
-        "continue: true). Add a route for team=\"video\" to the receiver video-team, placed so "
+        'continue: true). Add a route for team="video" to the receiver video-team, placed so '
         "that critical alerts still page on-call.",
     )
 )
