@@ -65,6 +65,7 @@ __all__ = [
     "post_alerts",
     "prometheus_alerts",
     "receivers",
+    "replay",
     "rule_groups",
     "run_rule_tests",
     "unload_workshop_rules",
@@ -258,6 +259,67 @@ def _reload_until(stack: Any, done: Callable[[list[dict]], bool], timeout: float
 def rule_groups(stack: Any) -> list[dict]:
     """Return the rule groups Prometheus runs (``/api/v1/rules``), with each rule's state."""
     return _get(f"{stack.prometheus_url}/api/v1/rules")["data"]["groups"]
+
+
+def replay(
+    stack: Any,
+    start: float,
+    end: float,
+    step: float = 60.0,
+    source: Path | str = RULES_FILE,
+) -> pd.DataFrame:
+    """Evaluate every alert of ``source`` over a past time range: would it have fired?
+
+    Each ``expr`` is run as a range query every ``step`` seconds, as if Prometheus had
+    evaluated the rule then. An alert fires once its condition has held for its whole
+    ``for``: ``first_fired`` is the first such moment (NaT when it never did), and
+    ``minutes_true`` counts the evaluations at which the condition held.
+
+    >>> day = stack.history_window()                                    # doctest: +SKIP
+    >>> replay(stack, day.start, day.end)[["alert", "fired"]]           # doctest: +SKIP
+    """
+    from course_lib import prom
+
+    rows = []
+    for group in yaml.safe_load(Path(source).read_text())["groups"]:
+        for rule in group["rules"]:
+            if "alert" not in rule:
+                continue
+            df = prom.query_range(stack.prometheus_url, rule["expr"], start, end, step)
+            times = sorted({t.timestamp() for t in df["timestamp"]}) if not df.empty else []
+            hold = _seconds(str(rule.get("for", "0s")))
+            first_fired, since, previous = None, None, None
+            for t in times:
+                since = t if previous is None or t - previous > step * 1.5 else since
+                previous = t
+                if first_fired is None and t - since >= hold:
+                    first_fired = t
+            rows.append(
+                {
+                    "alert": rule["alert"],
+                    "severity": rule["labels"]["severity"],
+                    "for": rule.get("for", "0s"),
+                    "fired": first_fired is not None,
+                    "first_fired": pd.to_datetime(first_fired, unit="s", utc=True),
+                    "minutes_true": len(times) * step / 60,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def _seconds(duration: str) -> float:
+    """Return the seconds of a Prometheus duration such as ``5m`` or ``1h30m``.
+
+    >>> _seconds("1h30m"), _seconds("10s")
+    (5400.0, 10.0)
+    """
+    parts = re.findall(r"(\d+)(ms|[smhdwy])", duration)
+    if not parts or "".join(n + u for n, u in parts) != duration:
+        raise ValueError(f"{duration!r} is not a Prometheus duration such as 5m or 1h30m")
+    return float(sum(int(n) * _UNITS[u] for n, u in parts))
 
 
 # --- Prometheus' and Alertmanager's view of alerts ------------------------------------------
