@@ -25,7 +25,8 @@
   is stored), so the hit ratio falls to 0 while every thumbnail is decoded again.
 * ``memory_mb``: the process holds this many extra MiB of resident memory (a
   "leak"); setting it lower or clearing the faults frees it at once. Capped at
-  ``MAX_MEMORY_MB`` and at half of the machine's available memory.
+  ``MAX_MEMORY_MB`` and at half of the machine's available memory. Writing the memory
+  takes about a second per GiB, during which the service answers nothing else.
 * ``flush_cache``: an action, not a state: empties the thumbnail cache once.
 
 ``GET`` shows the state (plus ``cache_flushes``, how many flushes happened, and
@@ -43,6 +44,7 @@ affected, so monitoring keeps working during the incident.
 from __future__ import annotations
 
 import math
+import mmap
 import random
 from typing import Any
 
@@ -108,6 +110,11 @@ class FaultUpdate(BaseModel):
 class MemoryBallast:
     """Resident memory held on purpose, in chunks, until released.
 
+    Each chunk is its own anonymous memory map, written so its pages are resident, and
+    unmapped on release: the memory goes back to the OS at once. (Plain ``bytes`` of
+    this size may come from the malloc heap once glibc has raised its mmap threshold,
+    and freeing them would then not shrink the process.)
+
     >>> ballast = MemoryBallast()
     >>> ballast.resize(32); ballast.held_mb
     32
@@ -116,7 +123,7 @@ class MemoryBallast:
     """
 
     def __init__(self) -> None:
-        self._chunks: list[bytes] = []
+        self._chunks: list[mmap.mmap] = []
 
     @property
     def held_mb(self) -> int:
@@ -126,9 +133,14 @@ class MemoryBallast:
     def resize(self, mb: int) -> None:
         """Hold ``mb`` MiB (rounded up to whole chunks); freeing is immediate."""
         wanted = math.ceil(mb / _CHUNK_MB)
-        del self._chunks[wanted:]  # large blocks are returned to the OS when freed
+        while len(self._chunks) > wanted:
+            self._chunks.pop().close()
+        mib = b"\x5a" * 2**20
         while len(self._chunks) < wanted:
-            self._chunks.append(b"\x5a" * (_CHUNK_MB * 2**20))  # written, so resident
+            chunk = mmap.mmap(-1, _CHUNK_MB * 2**20)
+            for offset in range(0, len(chunk), len(mib)):
+                chunk[offset : offset + len(mib)] = mib  # written, so resident
+            self._chunks.append(chunk)
 
 
 class FaultState:
