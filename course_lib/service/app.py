@@ -48,6 +48,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .cache import ThumbnailCache, make_cache
 from .faults import FaultState, FaultUpdate
 from .jobs import JobManager
+from .looplag import watch_event_loop_lag
 from .media import FFmpegError, Media, NotAVideo, safe_filename
 from .metrics import VrewCraftMetrics, register_default_collectors
 from .middleware import PrometheusMiddleware, route_label
@@ -229,7 +230,8 @@ def make_app(
         """Start the service's resources and release them on shutdown."""
         try:
             await svc.start()
-            yield
+            async with watch_event_loop_lag(metrics.event_loop_lag):
+                yield
         finally:
             await svc.stop()
 

@@ -1,0 +1,74 @@
+"""The event-loop lag histogram sees a busy loop, stays small on an idle one, and stops."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client import CollectorRegistry
+
+from course_lib.service.app import make_app
+from course_lib.service.looplag import watch_event_loop_lag
+from course_lib.service.metrics import VrewCraftMetrics
+from course_lib.service.testing import seeded_settings
+
+LAG = "vrewcraft_event_loop_lag_seconds"
+BLOCK_SECONDS = 0.003  # each step of the busy coroutine holds the loop this long
+
+
+def share_at_most(registry: CollectorRegistry, le: str) -> float:
+    """Return the share of lag samples at most ``le`` seconds."""
+    count = registry.get_sample_value(f"{LAG}_count")
+    assert count and count >= 10, f"too few lag samples ({count}) to judge"
+    return registry.get_sample_value(f"{LAG}_bucket", {"le": le}) / count
+
+
+def watch(busy: bool) -> CollectorRegistry:
+    """Watch the loop for 0.4 s, idle or kept busy by 3 ms synchronous steps."""
+    metrics = VrewCraftMetrics(CollectorRegistry())
+
+    async def main() -> None:
+        async with watch_event_loop_lag(metrics.event_loop_lag, interval=0.01):
+            deadline = time.monotonic() + 0.4
+            while time.monotonic() < deadline:
+                if busy:
+                    time.sleep(BLOCK_SECONDS)  # the mistake: blocking inside async code
+                    await asyncio.sleep(0)
+                else:
+                    await asyncio.sleep(0.01)
+        assert asyncio.all_tasks() == {asyncio.current_task()}, "the watcher still runs"
+
+    asyncio.run(main())
+    return metrics.registry
+
+
+def test_a_busy_loop_shows_as_lag():
+    assert share_at_most(watch(busy=True), "0.001") < 0.2  # nearly all waited >= 3 ms
+
+
+def test_an_idle_loop_shows_little_lag():
+    assert share_at_most(watch(busy=False), "0.001") > 0.5
+
+
+def test_the_service_exposes_loop_lag_while_it_runs(tmp_path):
+    registry = CollectorRegistry()
+    app = make_app(registry=registry, settings=seeded_settings(tmp_path))
+    with TestClient(app) as client:
+        time.sleep(0.2)
+        assert client.get("/healthz").status_code == 200
+        text = client.get("/metrics").text
+    assert f"{LAG}_bucket" in text
+    assert registry.get_sample_value(f"{LAG}_count") >= 1
+
+
+def test_interval_must_be_positive():
+    metrics = VrewCraftMetrics(CollectorRegistry())
+
+    async def main() -> None:
+        async with watch_event_loop_lag(metrics.event_loop_lag, interval=0):
+            pass
+
+    with pytest.raises(ValueError, match="interval must be > 0"):
+        asyncio.run(main())
