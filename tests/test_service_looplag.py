@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -15,7 +16,7 @@ from course_lib.service.metrics import VrewCraftMetrics
 from course_lib.service.testing import seeded_settings
 
 LAG = "vrewcraft_event_loop_lag_seconds"
-BLOCK_SECONDS = 0.003  # each step of the busy coroutine holds the loop this long
+BLOCK_SECONDS = 0.01  # each step of the busy coroutine holds the loop this long
 
 
 def share_at_most(registry: CollectorRegistry, le: str) -> float:
@@ -26,11 +27,12 @@ def share_at_most(registry: CollectorRegistry, le: str) -> float:
 
 
 def watch(busy: bool) -> CollectorRegistry:
-    """Watch the loop for 0.4 s, idle or kept busy by 3 ms synchronous steps."""
+    """Watch the loop for 0.4 s, idle or kept busy by 10 ms synchronous steps."""
     metrics = VrewCraftMetrics(CollectorRegistry())
 
     async def main() -> None:
-        async with watch_event_loop_lag(metrics.event_loop_lag, interval=0.01):
+        # An interval that is no multiple of the busy steps, so samples don't stay in phase.
+        async with watch_event_loop_lag(metrics.event_loop_lag, interval=0.0037):
             deadline = time.monotonic() + 0.4
             while time.monotonic() < deadline:
                 if busy:
@@ -38,14 +40,15 @@ def watch(busy: bool) -> CollectorRegistry:
                     await asyncio.sleep(0)
                 else:
                     await asyncio.sleep(0.01)
-        assert asyncio.all_tasks() == {asyncio.current_task()}, "the watcher still runs"
+        assert not [t for t in threading.enumerate() if t.name == "event-loop-lag"]
 
     asyncio.run(main())
     return metrics.registry
 
 
 def test_a_busy_loop_shows_as_lag():
-    assert share_at_most(watch(busy=True), "0.001") < 0.2  # nearly all waited >= 3 ms
+    # Lag is spread over 0-10 ms: a quarter of the samples would be under 2.5 ms.
+    assert share_at_most(watch(busy=True), "0.0025") < 0.5
 
 
 def test_an_idle_loop_shows_little_lag():
