@@ -11,8 +11,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from course_lib.service.app import make_app
-from course_lib.service.looplag import watch_event_loop_lag
-from course_lib.service.metrics import VrewCraftMetrics
+from course_lib.service.looplag import event_loop_lag_histogram, watch_event_loop_lag
 from course_lib.service.testing import seeded_settings
 
 LAG = "vrewcraft_event_loop_lag_seconds"
@@ -28,11 +27,12 @@ def share_at_most(registry: CollectorRegistry, le: str) -> float:
 
 def watch(busy: bool) -> CollectorRegistry:
     """Watch the loop for 0.4 s, idle or kept busy by 10 ms synchronous steps."""
-    metrics = VrewCraftMetrics(CollectorRegistry())
+    registry = CollectorRegistry()
+    lag = event_loop_lag_histogram(registry)
 
     async def main() -> None:
         # An interval that is no multiple of the busy steps, so samples don't stay in phase.
-        async with watch_event_loop_lag(metrics.event_loop_lag, interval=0.0037):
+        async with watch_event_loop_lag(lag, interval=0.0037):
             deadline = time.monotonic() + 0.4
             while time.monotonic() < deadline:
                 if busy:
@@ -43,7 +43,7 @@ def watch(busy: bool) -> CollectorRegistry:
         assert not [t for t in threading.enumerate() if t.name == "event-loop-lag"]
 
     asyncio.run(main())
-    return metrics.registry
+    return registry
 
 
 def test_a_busy_loop_shows_as_lag():
@@ -51,8 +51,11 @@ def test_a_busy_loop_shows_as_lag():
     assert share_at_most(watch(busy=True), "0.0025") < 0.5
 
 
-def test_an_idle_loop_shows_little_lag():
-    assert share_at_most(watch(busy=False), "0.001") > 0.5
+def test_an_idle_loop_shows_less_lag_than_a_busy_one():
+    # Relative, not absolute: on a loaded machine the probe thread itself wakes late,
+    # which reads as lag in both runs alike.
+    idle, busy = watch(busy=False), watch(busy=True)
+    assert share_at_most(idle, "0.0025") > share_at_most(busy, "0.0025") + 0.25
 
 
 def test_the_service_exposes_loop_lag_while_it_runs(tmp_path):
@@ -67,10 +70,10 @@ def test_the_service_exposes_loop_lag_while_it_runs(tmp_path):
 
 
 def test_interval_must_be_positive():
-    metrics = VrewCraftMetrics(CollectorRegistry())
+    lag = event_loop_lag_histogram(CollectorRegistry())
 
     async def main() -> None:
-        async with watch_event_loop_lag(metrics.event_loop_lag, interval=0):
+        async with watch_event_loop_lag(lag, interval=0):
             pass
 
     with pytest.raises(ValueError, match="interval must be > 0"):

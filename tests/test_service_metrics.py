@@ -38,19 +38,13 @@ CATALOG = {
     "vrewcraft_memory_usage_bytes": ("gauge", {"type"}, None),
     "vrewcraft_db_pool_connections": ("gauge", {"state"}, None),
 }
-#: Beyond the catalog, on purpose (see metrics.py): miss latency on its own, and the
-#: event loop's lag (the wait the HTTP histogram can't see).
+#: Beyond the catalog, on purpose (see metrics.py): miss latency on its own.
 EXTRAS = {
     "vrewcraft_thumbnail_miss_duration_seconds": (
         "histogram",
         set(),
         [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1],
-    ),
-    "vrewcraft_event_loop_lag_seconds": (
-        "histogram",
-        set(),
-        [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-    ),
+    )
 }
 
 

@@ -48,7 +48,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .cache import ThumbnailCache, make_cache
 from .faults import FaultState, FaultUpdate
 from .jobs import JobManager
-from .looplag import watch_event_loop_lag
+from .looplag import event_loop_lag_histogram, watch_event_loop_lag
 from .media import FFmpegError, Media, NotAVideo, safe_filename
 from .metrics import VrewCraftMetrics, register_default_collectors
 from .middleware import PrometheusMiddleware, route_label
@@ -211,6 +211,7 @@ def make_app(
     settings = Settings() if settings is None else settings
     register_default_collectors(registry)
     metrics = VrewCraftMetrics(registry)
+    loop_lag = event_loop_lag_histogram(registry)
     faults = FaultState()
     media = Media(
         metrics,
@@ -230,7 +231,7 @@ def make_app(
         """Start the service's resources and release them on shutdown."""
         try:
             await svc.start()
-            async with watch_event_loop_lag(metrics.event_loop_lag):
+            async with watch_event_loop_lag(loop_lag):
                 yield
         finally:
             await svc.stop()

@@ -49,9 +49,6 @@ THUMBNAIL_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1)
 FFMPEG_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60)
 # Uploads include the network transfer, so they are slower still.
 UPLOAD_BUCKETS = (0.5, 1, 2, 5, 10, 30)
-# Event-loop lag: well under a millisecond on an idle loop; every millisecond of it is
-# added to requests without showing in the HTTP histogram, so the buckets start small.
-LOOP_LAG_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)
 
 
 def register_default_collectors(registry: CollectorRegistry) -> None:
@@ -160,15 +157,6 @@ class VrewCraftMetrics:
             "vrewcraft_upload_duration_seconds",
             "Video upload duration in seconds",
             buckets=UPLOAD_BUCKETS,
-            registry=registry,
-        )
-        # Beyond the catalog: how long ready work waits for the event loop (see
-        # looplag.py). A request waits that long before the HTTP histogram's clock
-        # starts, so under load clients see more than vrewcraft_http_request_duration.
-        self.event_loop_lag = Histogram(
-            "vrewcraft_event_loop_lag_seconds",
-            "Time ready work waits for the event loop, in seconds (sampled every 25 ms)",
-            buckets=LOOP_LAG_BUCKETS,
             registry=registry,
         )
 
