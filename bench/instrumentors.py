@@ -52,8 +52,8 @@ RESULTS = Path(__file__).resolve().parent / "results" / "instrumentors.json"
 PATH = "/healthz"
 
 
-def build_app(variant: str, data_dir: Path) -> Any:
-    """Return the VrewCraft app instrumented the ``variant`` way, on a fresh registry."""
+def build_app(variant: str, data_dir: Path) -> tuple[Any, Any]:
+    """Return the VrewCraft app instrumented the ``variant`` way, and its fresh registry."""
     from prometheus_client import CollectorRegistry
 
     from course_lib.service.app import make_app
@@ -88,14 +88,13 @@ def build_app(variant: str, data_dir: Path) -> Any:
             filter_unhandled_paths=False,  # (implied by the line above; said to stay quiet)
             buckets=HTTP_BUCKETS,
         )
-    return app
+    return app, registry
 
 
-def recorded_requests(variant: str, app: Any) -> float:
+def recorded_requests(variant: str, registry: Any) -> float:
     """Return how many GET /healthz 200 requests the variant's counter holds."""
     from prometheus_client import REGISTRY
 
-    registry = app.state.service.metrics.registry
     name, labels = {
         "course": (
             "vrewcraft_http_requests_total",
@@ -168,7 +167,8 @@ def inprocess(rounds: int, calls: int) -> dict[str, list[float]]:
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 80),
     }
-    apps = {v: build_app(v, Path(tempfile.mkdtemp(prefix="vrewcraft-bench-"))) for v in VARIANTS}
+    built = {v: build_app(v, Path(tempfile.mkdtemp(prefix="vrewcraft-bench-"))) for v in VARIANTS}
+    apps = {v: app for v, (app, _) in built.items()}
 
     async def receive() -> dict:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -185,19 +185,22 @@ def inprocess(rounds: int, calls: int) -> dict[str, list[float]]:
         return (time.thread_time_ns() - began) / n / 1000
 
     async def run() -> dict[str, list[float]]:
-        for app in apps.values():  # warm-up: label children, code paths, allocator
-            await per_call_us(app, calls)
-        results: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        for order in orders(rounds, VARIANTS):
-            for variant in order:
-                gc.collect()  # a collection inside a round would land on one variant
-                results[variant].append(await per_call_us(apps[variant], calls))
-        return results
+        async with contextlib.AsyncExitStack() as started:
+            for app in apps.values():  # the lifespan starts the service /healthz reports on
+                await started.enter_async_context(app.router.lifespan_context(app))
+            for app in apps.values():  # warm-up: label children, code paths, allocator
+                await per_call_us(app, calls)
+            results: dict[str, list[float]] = {v: [] for v in VARIANTS}
+            for order in orders(rounds, VARIANTS):
+                for variant in order:
+                    gc.collect()  # a collection inside a round would land on one variant
+                    results[variant].append(await per_call_us(apps[variant], calls))
+            return results
 
     results = asyncio.run(run())
     expected = calls * (rounds + 1)
     for variant in VARIANTS[1:]:  # the metric set must really be recorded, every request
-        got = recorded_requests(variant, apps[variant])
+        got = recorded_requests(variant, built[variant][1])
         if got != expected:
             raise RuntimeError(f"{variant} counted {got} requests, expected {expected}")
     return results
@@ -210,7 +213,7 @@ def serve(variant: str, port: int) -> None:
     """Serve the ``variant`` app with uvicorn on 127.0.0.1:``port`` (the service's options)."""
     import uvicorn
 
-    app = build_app(variant, Path(tempfile.mkdtemp(prefix=f"vrewcraft-bench-{variant}-")))
+    app, _ = build_app(variant, Path(tempfile.mkdtemp(prefix=f"vrewcraft-bench-{variant}-")))
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
     )
