@@ -45,9 +45,9 @@ from pathlib import Path
 
 import httpx
 
+from course_lib import prom
 from course_lib.service.metrics import HTTP_BUCKETS, THUMBNAIL_BUCKETS
-from course_lib.service.testing import free_port
-from course_lib.supervisor import stop_child
+from course_lib.supervisor import free_port, http_ok, poll, stop_child
 from course_lib.traffic import run_traffic
 
 HEY_RATE = 5.0  # req/s hey sends to each of its two URLs
@@ -55,13 +55,8 @@ HEY_RATE = 5.0  # req/s hey sends to each of its two URLs
 
 def wait_http(url: str, timeout: float = 30.0) -> None:
     """Wait until ``url`` answers 200."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
+    if not poll(lambda: http_ok(url), timeout, interval=0.05):
+        raise RuntimeError(f"{url} did not come up")
 
 
 @contextlib.contextmanager
@@ -115,10 +110,8 @@ def prometheus(port: int, target_port: int, workdir: Path):
 
 def promql(base: str, query: str, at: float) -> float:
     """Return the single value of an instant query at ``at`` (NaN when empty)."""
-    response = httpx.get(f"{base}/api/v1/query", params={"query": query, "time": at}, timeout=10)
-    response.raise_for_status()
-    result = response.json()["data"]["result"]
-    return float(result[0]["value"][1]) if result else math.nan
+    df = prom.query(base, query, time=at)
+    return float(df["value"].iloc[0]) if len(df) else math.nan
 
 
 def bucket_index(value: float, buckets: tuple[float, ...]) -> int:
@@ -259,13 +252,13 @@ def iqr(values: list[float]) -> tuple[float, float]:
 
 def wait_idle(base: str, timeout: float = 60.0) -> None:
     """Wait until the service runs no ffmpeg job (a trim from the mix may still run)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def idle() -> bool:
         text = httpx.get(f"{base}/metrics", timeout=5).text
         match = re.search(r"^vrewcraft_ffmpeg_jobs_active (\S+)$", text, re.MULTILINE)
-        if match is not None and float(match.group(1)) == 0:
-            return
-        time.sleep(0.2)
+        return match is not None and float(match.group(1)) == 0
+
+    poll(idle, timeout, interval=0.2)
 
 
 def fmt_ms(seconds: float) -> str:

@@ -25,6 +25,9 @@ from typing import Any
 import pandas as pd
 import requests
 
+from course_lib import prom
+from course_lib.supervisor import poll
+
 __all__ = [
     "CATALOG",
     "api",
@@ -69,15 +72,10 @@ CATALOG: dict[str, tuple[str, tuple[str, ...], tuple[float, ...] | None]] = {
 def api(stack: Any, path: str, **params: Any) -> Any:
     """GET ``/api/v1/<path>`` of the stack's Prometheus; return the ``data`` field.
 
-    >>> api(stack, "status/flags")["storage.tsdb.retention.time"]     # doctest: +SKIP
+    >>> api(stack, "status/flags")["storage.tsdb.retention.time"]
     '30d'
     """
-    url = f"{stack.prometheus_url.rstrip('/')}/api/v1/{path.lstrip('/')}"
-    resp = requests.get(url, params=params or None, timeout=TIMEOUT)
-    body = resp.json()
-    if body.get("status") != "success":
-        raise RuntimeError(f"{url}: {body.get('error') or resp.status_code}")
-    return body["data"]
+    return prom.api(stack.prometheus_url, path, **params)
 
 
 def targets(stack: Any) -> pd.DataFrame:
@@ -92,7 +90,7 @@ def targets(stack: Any) -> pd.DataFrame:
             "last_scrape_seconds": t.get("lastScrapeDuration"),
             "last_error": t.get("lastError", ""),
         }
-        for t in api(stack, "targets", state="active")["activeTargets"]
+        for t in prom.targets(stack.prometheus_url)
     ]
     return pd.DataFrame(rows).sort_values("job").reset_index(drop=True)
 
@@ -103,8 +101,7 @@ def series_names(stack: Any, match: str, since: float) -> set[str]:
     Unlike an instant query, this ignores series that stopped before ``since`` (for
     example those of a process that has since restarted).
     """
-    found = api(stack, "series", **{"match[]": match, "start": since, "end": time.time()})
-    return {series["__name__"] for series in found}
+    return {series["__name__"] for series in prom.series(stack.prometheus_url, match, since)}
 
 
 def fetch_text(url: str) -> str:
@@ -284,11 +281,13 @@ def make_clip(path: Any, seconds: float = 1.0) -> Any:
 
 def wait_for_job(stack: Any, job_id: str, timeout: float = 60.0) -> dict:
     """Poll ``/api/jobs/{job_id}`` until the job succeeded or failed; return its JSON."""
-    deadline = time.monotonic() + timeout
-    while True:
+    job: dict = {}
+
+    def finished() -> bool:
+        nonlocal job
         job = requests.get(f"{stack.service_url}/api/jobs/{job_id}", timeout=TIMEOUT).json()
-        if job.get("status") in ("succeeded", "failed"):
-            return job
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout:.0f}s")
-        time.sleep(0.1)
+        return job.get("status") in ("succeeded", "failed")
+
+    if not poll(finished, timeout, interval=0.1):
+        raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout:.0f}s")
+    return job

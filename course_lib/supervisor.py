@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import socket
@@ -126,6 +127,20 @@ def port_is_free(port: int, host: str = HOST) -> bool:
         except OSError:
             return False
     return True
+
+
+def free_port(host: str = HOST) -> int:
+    """Return a port nothing listens on, for a process a test or benchmark starts.
+
+    Picked below the ephemeral range, so no outgoing connection takes it meanwhile.
+
+    >>> port_is_free(free_port())
+    True
+    """
+    for port in random.Random().sample(range(21000, 29000), 200):
+        if port_is_free(port, host):
+            return port
+    raise PortInUseError(f"no free port between 21000 and 29000 on {host}")
 
 
 def port_holder(port: int) -> psutil.Process | None:

@@ -8,16 +8,15 @@ alert rules go through the real promtool.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-import requests
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
+from course_lib import prom as prom_api
 from course_lib.exercises import (
     BLANK,
     AlertRule,
@@ -34,25 +33,10 @@ from course_lib.exercises import (
     register,
     solution,
 )
-from course_lib.supervisor import stop_child
+from course_lib.supervisor import free_port, http_ok, poll, stop_child
 
 BUCKET = "prometheus_http_request_duration_seconds_bucket"
 APPENDED = "prometheus_tsdb_head_samples_appended_total"
-
-
-def _free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _get(url: str, **params) -> requests.Response | None:
-    """GET ``url``; return None while the server is not up yet."""
-    try:
-        return requests.get(url, params=params, timeout=1)
-    except requests.RequestException:
-        return None
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +45,7 @@ def prom(tmp_path_factory):
     # A missing binary fails (never skips): `make test` installs it.
     assert shutil.which("prometheus"), "prometheus binary missing: run `make test` to install it"
     tmp = tmp_path_factory.mktemp("prometheus")
-    port, dead_port = _free_port(), _free_port()
+    port, dead_port = free_port(), free_port()
     (tmp / "prometheus.yml").write_text(f"""
 global: {{scrape_interval: 1s, evaluation_interval: 1s}}
 scrape_configs:
@@ -92,18 +76,16 @@ scrape_configs:
 
 def _wait_for_data(url: str, proc: subprocess.Popen, log_path) -> None:
     """Poll until Prometheus is ready and has 3+ self-scrapes (enough for rate over [1m])."""
-    deadline = time.monotonic() + 40
     query = 'count_over_time(up{job="prometheus"}[1m]) >= 3 and on() count(up) == 2'
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"prometheus exited early:\n{log_path.read_text()[-2000:]}")
-        ready = _get(f"{url}/-/ready")
-        if ready is not None and ready.ok:
-            resp = _get(f"{url}/api/v1/query", query=query)
-            if resp is not None and resp.ok and resp.json()["data"]["result"]:
-                return
-        time.sleep(0.2)
-    pytest.fail(f"prometheus had no data after 40 s:\n{log_path.read_text()[-2000:]}")
+
+    def has_data() -> bool:
+        # /-/ready first: its requests are also the data of the raw-counter test below.
+        return http_ok(f"{url}/-/ready") and not prom_api.query(url, query).empty
+
+    if poll(has_data, timeout=40, interval=0.2, alive=lambda: proc.poll() is None):
+        return
+    state = "exited early" if proc.poll() is not None else "had no data after 40 s"
+    pytest.fail(f"prometheus {state}:\n{log_path.read_text()[-2000:]}")
 
 
 def _fails(exercise, answer, stack=None) -> str:
@@ -278,7 +260,7 @@ def test_promql_setup_problems_are_not_the_learners_fault(prom):
     with pytest.raises(ExerciseSetupError, match="no data"):
         PromQL("t.empty", 'up{job="nope"}').check("up", prom)
     with pytest.raises(ExerciseSetupError, match="not reachable"):
-        get("01.up_query").check("up", f"http://127.0.0.1:{_free_port()}")
+        get("01.up_query").check("up", f"http://127.0.0.1:{free_port()}")
 
 
 # --- (b) metric definitions ---------------------------------------------------------------------

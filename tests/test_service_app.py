@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from course_lib.service.app import make_app
 from course_lib.service.middleware import UNMATCHED_ROUTE
 from course_lib.service.testing import make_clip, seeded_settings
+from course_lib.supervisor import poll
 
 THUMB_ROUTE = "/api/videos/{video_id}/thumbnail"
 
@@ -177,9 +178,7 @@ def test_trim_job_streams_real_progress_over_websocket(service):
     assert progress == sorted(progress)
     assert progress[-1] == 1.0
     assert any(0 < p < 1 for p in progress), "no intermediate progress from ffmpeg"
-    deadline = time.monotonic() + 2
-    while value(registry, "vrewcraft_websocket_connections") and time.monotonic() < deadline:
-        time.sleep(0.01)
+    poll(lambda: value(registry, "vrewcraft_websocket_connections") == 0, timeout=2, interval=0.01)
     assert value(registry, "vrewcraft_websocket_connections") == 0
 
     job = client.get(f"/api/jobs/{job_id}").json()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import smtplib
@@ -19,16 +18,9 @@ import requests
 
 import course_lib.stack as stack_mod
 from course_lib import prom, sinks, supervisor
-from course_lib.config import DEFAULT_PORTS, StackConfig, repo_root
+from course_lib.config import DEFAULT_PORTS, StackConfig, port_env_var, repo_root
 from course_lib.stack import Component
-
-
-def free_port() -> int:
-    # Below the ephemeral range, so no outgoing connection can take the port meanwhile.
-    for port in random.Random().sample(range(21000, 29000), 200):
-        if supervisor.port_is_free(port):
-            return port
-    raise RuntimeError("no free port between 21000 and 29000")
+from course_lib.supervisor import free_port
 
 
 @pytest.fixture
@@ -297,7 +289,8 @@ def test_cli_status_and_doctor_run(scratch_cfg, monkeypatch, capsys):
     from course_lib.__main__ import main
 
     monkeypatch.setenv("COURSE_STATE_DIR", str(scratch_cfg.state_dir))
-    monkeypatch.setenv("COURSE_PORT_OFFSET", "20000")
+    for name in DEFAULT_PORTS:  # free ports: a fixed offset may collide with another stack
+        monkeypatch.setenv(port_env_var(name), str(scratch_cfg.port(name)))
     assert main(["status"]) == 0
     out = capsys.readouterr().out
     assert "prometheus" in out and "stopped" in out

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from course_lib.service.app import make_app
 from course_lib.service.testing import seeded_settings, serve_in_thread
+from course_lib.supervisor import poll
 from course_lib.traffic import (
     STANDARD_MIX,
     TrafficRunner,
@@ -106,7 +107,7 @@ def test_runs_inside_a_running_event_loop_like_jupyter(service):
 def test_background_runner_stops_on_request(service):
     url, _ = service
     runner = TrafficRunner(url, rate=20, duration=0, seed=5).start()
-    time.sleep(1.0)
+    assert poll(lambda: runner.summary.sent >= 10, timeout=10, interval=0.05)
     assert runner.running
     summary = runner.stop()
     assert not runner.running and summary.sent >= 10

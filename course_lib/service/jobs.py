@@ -4,9 +4,6 @@ A job lives in memory while it runs (progress changes many times a second) and i
 saved to SQLite when it is created and when it finishes, so ``GET /api/jobs/{id}``
 works after a restart too. Watchers wait on an ``asyncio.Condition`` and get every
 state change; nobody polls.
-
->>> Job.__name__
-'Job'
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ the pool, and ``total = idle + active``. Queries run in a worker thread
 
 >>> import tempfile
 >>> store = VideoStore(Path(tempfile.mkdtemp()) / "db.sqlite3", pool_size=2)
->>> store.pool.stats()
-{'idle': 0, 'active': 0, 'total': 0}
+>>> store.pool.stats()  # the connection that created the schema, back in the pool
+{'idle': 1, 'active': 0, 'total': 1}
 >>> store.close()
 """
 

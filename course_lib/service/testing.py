@@ -1,8 +1,4 @@
-"""Helpers for the service's tests and benchmark: sample reuse, free ports, redis-server.
-
->>> 1024 < free_port() < 65536
-True
-"""
+"""Helpers for the service's tests and benchmark: sample reuse, redis-server, a served app."""
 
 from __future__ import annotations
 
@@ -10,28 +6,19 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from course_lib.supervisor import stop_child
+from course_lib.supervisor import free_port, poll, stop_child, tcp_ok
 
 from .media import Media
 from .metrics import VrewCraftMetrics
 from .settings import Settings
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @cache
@@ -150,13 +137,13 @@ def redis_server(workdir: Path) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {port}")
-            time.sleep(0.02)
+        if not poll(
+            lambda: tcp_ok(port, timeout=0.2),
+            timeout=10,
+            interval=0.02,
+            alive=lambda: proc.poll() is None,
+        ):
+            raise RuntimeError(f"redis-server did not start on port {port}")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         stop_child(proc, timeout=5)
@@ -189,11 +176,9 @@ def serve_in_thread(app: object, port: int | None = None) -> Iterator[str]:
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the service did not start")
-            time.sleep(0.01)
+        started = poll(lambda: server.started, timeout=30, interval=0.01, alive=thread.is_alive)
+        if not started:
+            raise RuntimeError("the service did not start")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
