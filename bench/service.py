@@ -1,4 +1,4 @@
-"""Benchmark the VrewCraft service the way issue 3 asks, and print the numbers.
+"""Benchmark the VrewCraft service (latency, instrumentation overhead) and print the numbers.
 
 What it does, all on 127.0.0.1 with free ports and a temporary directory:
 
@@ -395,7 +395,7 @@ def main() -> int:
                     "req_rate": q(
                         f'sum(rate(vrewcraft_http_requests_total{{route!="/metrics"}}[{window}]))'
                     ),
-                    # The seed's un-aggregated form: one quantile per series (erratum 1).
+                    # The seed's un-aggregated form: one quantile per series.
                     "seed_form_series": q(
                         f"count(histogram_quantile(0.99, rate({http}[{window}])))"
                     ),

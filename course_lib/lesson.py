@@ -4,6 +4,9 @@
 * ``push`` / ``delete_push``: push a registry to the Pushgateway (or delete a group) and
   wait until Prometheus has *scraped* the change, instead of sleeping.
 * ``samples``: the samples of a registry or of exposition text, as a DataFrame.
+* ``sample_value``: one sample's value from a registry (0 while the series doesn't exist).
+* ``describe_metric``: what a metric object declares (name, type, labels, buckets).
+* ``show_source``: display course_lib's own code of a class or function.
 * ``raw_samples``: the raw samples of a range selector (``x[1m]``) at one instant.
 * ``make_clip`` / ``wait_for_job``: a small real video to upload; poll a trim job to its end.
 * ``line_plot``: a plotly line chart of a ``query_range`` DataFrame, refusing empty data.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -30,15 +34,19 @@ from course_lib.supervisor import poll
 
 __all__ = [
     "CATALOG",
+    "MetricInfo",
     "api",
     "delete_push",
+    "describe_metric",
     "fetch_text",
     "line_plot",
     "make_clip",
     "push",
     "raw_samples",
+    "sample_value",
     "samples",
     "series_names",
+    "show_source",
     "targets",
     "wait_for_job",
     "wait_for_scrape",
@@ -46,7 +54,8 @@ __all__ = [
 
 TIMEOUT = 15.0
 
-#: The course's metric catalog (COURSE.md): name -> (type, label names, histogram buckets).
+#: The service's metric catalog, the seed tutorial's plus fixes: name -> (type, label names,
+#: histogram buckets). Notebook 02 checks VrewCraftMetrics against it.
 CATALOG: dict[str, tuple[str, tuple[str, ...], tuple[float, ...] | None]] = {
     "vrewcraft_http_requests_total": ("counter", ("method", "route", "status_code"), None),
     "vrewcraft_video_uploads_total": ("counter", ("status",), None),
@@ -176,6 +185,66 @@ def delete_push(
         stack.pushgateway_url, job=job, grouping_key=dict(grouping_key or {}), timeout=TIMEOUT
     )
     wait_for_scrape(stack, "pushgateway", timeout=timeout)
+
+
+def sample_value(registry: Any, name: str, **labels: str) -> float:
+    """Return one sample's value from ``registry``; 0 when the series doesn't exist yet.
+
+    >>> from prometheus_client import CollectorRegistry, Counter
+    >>> reg = CollectorRegistry()
+    >>> Counter("demo_jobs", "Jobs done.", ["kind"], registry=reg).labels(kind="trim").inc(2)
+    >>> sample_value(reg, "demo_jobs_total", kind="trim"), sample_value(reg, "demo_jobs_total")
+    (2.0, 0.0)
+    """
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a prometheus_client metric object declares, as ``describe_metric`` reads it."""
+
+    name: str  #: the family name as exposed: a counter's ends in ``_total``
+    type: str  #: counter, gauge, histogram, summary, …
+    help: str
+    labels: tuple[str, ...]  #: label names
+    buckets: tuple[float, ...] | None  #: a histogram's upper bounds without +Inf, else None
+    is_child: bool  #: True for one labelled child, the result of ``.labels(…)``
+
+
+def describe_metric(metric: Any) -> MetricInfo:
+    """Return the name, type, help, label names and buckets a metric object declares.
+
+    Name, type and help come from the public ``describe()``. prometheus_client has no
+    public API for the label names or buckets of a metric that has no samples yet, so
+    this is the one place that reads its private attributes.
+
+    >>> from prometheus_client import CollectorRegistry, Histogram
+    >>> latency = Histogram("demo_seconds", "Latency.", ["route"], buckets=[0.1, 1],
+    ...                     registry=CollectorRegistry())
+    >>> describe_metric(latency)
+    MetricInfo(name='demo_seconds', type='histogram', help='Latency.', labels=('route',), \
+buckets=(0.1, 1.0), is_child=False)
+    """
+    family = metric.describe()[0]
+    suffix = "_total" if family.type == "counter" else ""
+    bounds = getattr(metric, "_upper_bounds", None)
+    return MetricInfo(
+        name=family.name + suffix,
+        type=family.type,
+        help=family.documentation,
+        labels=tuple(getattr(metric, "_labelnames", ())),
+        buckets=None if bounds is None else tuple(b for b in bounds if b != math.inf),
+        is_child=bool(getattr(metric, "_labelvalues", ())),
+    )
+
+
+def show_source(obj: Any) -> None:
+    """Display the source code of a class or function from course_lib in the notebook."""
+    import inspect
+
+    from IPython.display import Markdown, display
+
+    display(Markdown(f"```python\n{inspect.getsource(obj)}```"))
 
 
 def samples(source: Any) -> pd.DataFrame:

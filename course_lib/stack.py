@@ -617,26 +617,16 @@ def doctor(cfg: StackConfig | None = None) -> list[tuple[str, str]]:
     ]
     if cfg.external:
         findings.append(("ok", f"external mode: Prometheus at {cfg.url('prometheus')}"))
-    tools = {
-        "prometheus": ("prometheus",),
-        "promtool": ("promtool",),
-        "alertmanager": ("prometheus-alertmanager", "alertmanager"),
-        "amtool": ("amtool",),
-        "pushgateway": ("prometheus-pushgateway", "pushgateway"),
-        "ffmpeg": ("ffmpeg",),
-        "ffprobe": ("ffprobe",),
-    }
-    for name, candidates in tools.items():
-        path = supervisor.find_binary(candidates)
+    for binary in supervisor.system_binaries():
+        if binary.needed_by != "course":
+            continue
+        name = binary.names[-1]  # the short name: alertmanager, not prometheus-alertmanager
+        path = supervisor.find_binary(binary.names)
         if path:
             findings.append(("ok", f"{name}: {path} — {supervisor.binary_version(path)}"))
         else:
-            findings.append(
-                (
-                    "error",
-                    f"{name}: not found. Install: " + supervisor.install_command([candidates[0]]),
-                )
-            )
+            install = supervisor.install_command([binary.names[0]])
+            findings.append(("error", f"{name}: not found. Install: {install}"))
     for comp in _enabled(cfg):
         record = supervisor.read_pid(comp.pid_file(cfg))
         proc = record.process() if record else None

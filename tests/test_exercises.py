@@ -434,7 +434,7 @@ def test_alert_rule_accepts_the_right_rule_in_any_wrapping():
         (_rule(extra="for: 1m\nlabels: {severity: warning}"), "for: 1m"),
         (_rule(extra="for: 5m"), "add labels: {severity: warning}"),
         (_rule(extra="for: 5m\nlabels: {severity: critical}"), "label severity is 'critical'"),
-        # the seed's erratum 1, and irate in an alert
+        # the seed's un-aggregated quantile, and irate in an alert
         (
             _rule(
                 expr="histogram_quantile(0.99, "

@@ -45,7 +45,7 @@ def test_amtool_accepts_the_alertmanager_config():
 
 
 def test_every_receiver_is_routed():
-    # Seed erratum 9: a receiver no route uses never gets a notification.
+    # The seed's mistake: a receiver no route uses never gets a notification.
     config = yaml.safe_load((MONITORING / "alertmanager" / "alertmanager.yml").read_text())
 
     def routed(route):

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from course_lib.lesson import sample_value as value
 from course_lib.service.app import make_app
 from course_lib.service.middleware import UNMATCHED_ROUTE
 from course_lib.service.testing import make_clip, seeded_settings
@@ -29,11 +30,6 @@ def service(tmp_path_factory):
     app = make_app(registry=registry, settings=seeded_settings(data_dir))
     with TestClient(app) as client:
         yield client, registry, data_dir
-
-
-def value(registry, name, **labels):
-    """Return a sample value, 0 when the series doesn't exist yet."""
-    return registry.get_sample_value(name, labels) or 0.0
 
 
 def test_healthz_and_sample_videos(service):

@@ -29,6 +29,7 @@ import promql_parser as pp
 import yaml
 
 from course_lib import prom
+from course_lib.lesson import describe_metric
 from course_lib.promql_hints import alert_hints, hints
 
 from .core import Exercise, ExerciseFailed, ExerciseSetupError, StackLike, prometheus_url
@@ -451,7 +452,8 @@ class MetricDefinition(Exercise):
                 f"the answer should be a prometheus_client metric object such as "
                 f"{self.type.capitalize()}(…), not a {type(answer).__name__}."
             )
-        if getattr(answer, "_labelvalues", ()):
+        declared = describe_metric(answer)
+        if declared.is_child:
             raise ExerciseFailed(
                 "that is one labelled child (from .labels(…)); answer with the "
                 "metric itself, the object Counter/Histogram(…) returned."
@@ -459,16 +461,16 @@ class MetricDefinition(Exercise):
         exposed_name, exposed_type = _exposed(answer)
         self._check_type(exposed_type)
         self._check_name(exposed_name)
-        if not getattr(answer, "_documentation", ""):
+        if not declared.help:
             raise ExerciseFailed(
                 "give the metric a help text (the second argument): it becomes "
                 "the # HELP line that tells others what it measures."
             )
-        labels = tuple(getattr(answer, "_labelnames", ()))
+        labels = declared.labels
         self._check_labels(labels)
         bucket_text = ""
         if self.buckets is not None:
-            bounds = [b for b in getattr(answer, "_upper_bounds", []) if b != math.inf]
+            bounds = list(declared.buckets or ())
             self._check_buckets(bounds)
             bucket_text = ", buckets: " + " ".join(f"{b:g}" for b in bounds)
         return (
