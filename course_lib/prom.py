@@ -111,7 +111,7 @@ class Connection(PrometheusConnect):
         super().__init__(
             url=url.rstrip("/"),
             session=self.session,
-            timeout=timeout,  # type: ignore[arg-type]  # requests takes floats; the stub says int
+            timeout=timeout,
             retry=Retry(total=0, raise_on_status=False),
         )
 

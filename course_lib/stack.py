@@ -65,8 +65,10 @@ class Component:
     reloadable: bool = False  # SIGHUP reloads a changed config
     after: tuple[str, ...] = ()  # components that must be healthy first
 
-    def port(self, cfg: StackConfig) -> int | None:
-        return cfg.port(self.name) if self.has_port else None
+    def port(self, cfg: StackConfig) -> int:
+        if not self.has_port:
+            raise StackError(f"{self.name} listens on no port")
+        return cfg.port(self.name)
 
     def pid_file(self, cfg: StackConfig) -> Path:
         return cfg.pid_dir / f"{self.name}.pid"
@@ -336,7 +338,8 @@ class Stack:
         if self.config.external:
             raise StackError(f"{name} is external ({self.prometheus_url}); reload it yourself.")
         comp = component(name)
-        comp.prepare(self.config, _resolve_binary(comp))
+        if comp.prepare is not None:
+            comp.prepare(self.config, _resolve_binary(comp))
         record = supervisor.read_pid(comp.pid_file(self.config))
         proc = record.process() if record else None
         if proc is None:

@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import psutil
 
@@ -232,7 +233,8 @@ class PidRecord:
 
 def write_pid(path: Path, proc: subprocess.Popen) -> PidRecord:
     """Record a freshly started process."""
-    record = PidRecord(proc.pid, psutil.Process(proc.pid).create_time(), list(proc.args))
+    argv = list(cast(list[str], proc.args))  # start_process passes argv as a list of strings
+    record = PidRecord(proc.pid, psutil.Process(proc.pid).create_time(), argv)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record.__dict__))
     return record

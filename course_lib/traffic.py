@@ -582,8 +582,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner._stop.set())
     runner.start()
-    while runner.running:  # join with a timeout so signal handlers run promptly
-        runner._thread.join(0.2)  # type: ignore[union-attr]
+    while runner.running:  # wait with a timeout so signal handlers run promptly
+        runner.wait(0.2)
     summary = runner.wait()
     print(json.dumps(summary.as_dict()) if args.json else summary, flush=True)
     return 0

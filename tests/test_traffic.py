@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -134,7 +133,10 @@ def test_cli_runs_until_sigterm_and_prints_a_summary(service):
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.5)
+    # Two progress lines (one per 0.5 s of sending): the generator is well under way,
+    # however long the process took to start.
+    progress = [proc.stderr.readline() for _ in range(2)]
+    assert all(line.startswith("[traffic") for line in progress), progress
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err

@@ -124,11 +124,11 @@ class Exercise:
     id: str
     nudge: str = field(default="", kw_only=True)
 
-    def evaluate(self, answer: Any, stack: StackLike | None) -> str:
+    def evaluate(self, answer: Any, stack: StackLike | str | None) -> str:
         """Return a success message, or raise ExerciseFailed with a hint."""
         raise NotImplementedError
 
-    def reference(self, stack: StackLike | None) -> Any:
+    def reference(self, stack: StackLike | str | None) -> Any:
         """Return the reference answer (what ``solution()`` hands out)."""
         raise NotImplementedError
 

@@ -146,7 +146,8 @@ class Service:
 async def ensure_samples(svc: Service) -> list[str]:
     """Generate missing sample clips (in parallel) and register them; return their ids."""
     s = svc.settings
-    assert svc.store is not None
+    store = svc.store
+    assert store is not None
 
     async def one(index: int) -> str:
         """Make sure sample number ``index`` exists on disk and in the database."""
@@ -154,9 +155,9 @@ async def ensure_samples(svc: Service) -> list[str]:
         path = s.samples_dir / f"{video_id}.mp4"
         if not path.exists():
             await svc.media.generate_sample(path, index, s.sample_seconds)
-        if await svc.store.get_video(video_id) is None:
+        if await store.get_video(video_id) is None:
             probe = await svc.media.probe(path)
-            await svc.store.add_video(
+            await store.add_video(
                 Video(
                     id=video_id,
                     filename=path.name,

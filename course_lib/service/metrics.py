@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 from prometheus_client import (
     CollectorRegistry,
@@ -227,9 +228,16 @@ class VrewCraftMetrics:
     def watch_memory(self, read: Callable[[], dict[str, int]]) -> None:
         """Make ``vrewcraft_memory_usage_bytes{type}`` read ``read()[type]`` at scrape time."""
         for memory_type in read():
-            self.memory_usage.labels(type=memory_type).set_function(lambda t=memory_type: read()[t])
+            self.memory_usage.labels(type=memory_type).set_function(
+                partial(_item, read, memory_type)
+            )
 
     def watch_db_pool(self, read: Callable[[], dict[str, int]]) -> None:
         """Make ``vrewcraft_db_pool_connections{state}`` read ``read()[state]`` at scrape time."""
         for state in read():
-            self.db_pool_connections.labels(state=state).set_function(lambda s=state: read()[s])
+            self.db_pool_connections.labels(state=state).set_function(partial(_item, read, state))
+
+
+def _item(read: Callable[[], dict[str, int]], key: str) -> float:
+    """Return ``read()[key]``: a gauge's value, read at scrape time."""
+    return read()[key]

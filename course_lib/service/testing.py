@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -40,7 +41,7 @@ def rendered_samples(count: int = 4, seconds: float = 6.0) -> Path:
     return target
 
 
-def seeded_settings(data_dir: Path, sample_count: int = 2, **overrides: object) -> Settings:
+def seeded_settings(data_dir: Path, sample_count: int = 2, **overrides: Any) -> Settings:
     """Return settings for ``data_dir`` with pre-rendered samples copied in (fast start)."""
     samples = data_dir / "samples"
     samples.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,7 @@ def seeded_settings(data_dir: Path, sample_count: int = 2, **overrides: object) 
         name = f"sample-{i + 1}.mp4"
         if not (samples / name).exists():
             shutil.copyfile(source / name, samples / name)
-    return Settings(data_dir=data_dir, sample_count=sample_count, **overrides)  # type: ignore[arg-type]
+    return Settings(data_dir=data_dir, sample_count=sample_count, **overrides)
 
 
 def make_clip(path: Path, seconds: float = 1.0, size: str = "160x90") -> Path:
@@ -155,7 +156,7 @@ def env_without_redis() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: object, port: int | None = None) -> Iterator[str]:
+def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
     """Serve an ASGI app with uvicorn in a background thread; yield its base URL."""
     import threading
 
