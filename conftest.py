@@ -34,11 +34,21 @@ def pytest_configure(config):
         os.environ.pop(var)
 
 
+# A doctest gets a marker when its examples use one of these names (see `make test-fast`).
+DOCTEST_MARKERS = {
+    "stack": r"\bstack\b",
+    "ffmpeg": r"\b(make_app|rendered_samples|extract_thumbnail)\(",  # samples are rendered
+    "process": r"\bAlertRule\(",  # promtool checks the rule
+}
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if isinstance(item, DoctestItem) and item.dtest is not None:
-            if any(re.search(r"\bstack\b", ex.source) for ex in item.dtest.examples):
-                item.add_marker(pytest.mark.stack)
+            source = "\n".join(example.source for example in item.dtest.examples)
+            for marker, pattern in DOCTEST_MARKERS.items():
+                if re.search(pattern, source):
+                    item.add_marker(getattr(pytest.mark, marker))
         elif "stack" in getattr(item, "fixturenames", ()):
             # A test that forgot its marker must not slip into the fast tier.
             item.add_marker(pytest.mark.stack)

@@ -129,6 +129,7 @@ def test_result_renders_as_a_check_mark():
     assert result._repr_markdown_() == "✅ **01.x** — right"
 
 
+@pytest.mark.process
 def test_example_catalog_solutions_pass(prom):
     for exercise_id in ("01.up_query", "01.scrape_rate", "02.thumbnail_histogram"):
         result = check(exercise_id, solution(exercise_id, prom), prom)
@@ -136,6 +137,7 @@ def test_example_catalog_solutions_pass(prom):
         assert result.message.startswith("right")
 
 
+@pytest.mark.process
 def test_stack_may_be_a_url_or_come_from_the_environment(prom, monkeypatch):
     assert check("01.up_query", 'up{job="prometheus"}', prom.prometheus_url).ok
     monkeypatch.setenv("COURSE_PROMETHEUS_URL", prom.prometheus_url)
@@ -145,27 +147,32 @@ def test_stack_may_be_a_url_or_come_from_the_environment(prom, monkeypatch):
 # --- (a) PromQL ---------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_promql_rejects_too_many_series(prom):
     message = _fails(get("01.up_query"), "up", prom)
     assert "01.up_query" in message
     assert "returns 2 series, the expected one returns 1" in message
 
 
+@pytest.mark.process
 def test_promql_rejects_an_empty_result(prom):
     message = _fails(get("01.up_query"), 'up{job="prometheus"} == 0', prom)
     assert "returns 0 series" in message and "label matchers" in message
 
 
+@pytest.mark.process
 def test_promql_rejects_the_wrong_series(prom):
     message = _fails(get("01.up_query"), 'up{job="down"}', prom)
     assert 'job="prometheus"' in message and "not in your result" in message
 
 
+@pytest.mark.process
 def test_promql_rejects_different_values(prom):
     message = _fails(get("01.up_query"), 'up{job="prometheus"} * 2', prom)
     assert "values differ" in message and "you got 2, expected 1" in message
 
 
+@pytest.mark.process
 def test_promql_accepts_equivalent_queries(prom):
     exercise = get("01.scrape_rate")
     for answer in (
@@ -176,21 +183,25 @@ def test_promql_accepts_equivalent_queries(prom):
         assert exercise.check(answer, prom).ok, answer
 
 
+@pytest.mark.process
 def test_promql_bare_counter_gets_the_counter_hint(prom):
     message = _fails(get("01.scrape_rate"), f'{APPENDED}{{type="float"}}', prom)
     assert "is a counter" in message and "rate(" in message
 
 
+@pytest.mark.process
 def test_promql_increase_instead_of_rate_gets_the_factor_hint(prom):
     message = _fails(get("01.scrape_rate"), f'increase({APPENDED}{{type="float"}}[1m])', prom)
     assert "60× too big" in message
 
 
+@pytest.mark.process
 def test_promql_match_on_rejects_duplicate_series(prom):
     message = _fails(get("01.scrape_rate"), f"rate({APPENDED}[1m])", prom)
     assert "several of your series share" in message
 
 
+@pytest.mark.process
 def test_promql_short_window_uses_the_stacks_scrape_interval(prom):
     # The test Prometheus scrapes every 1s, so [2s] is too short and [4s] is not.
     message = _fails(get("01.scrape_rate"), f'rate({APPENDED}{{type="float"}}[2s])', prom)
@@ -204,6 +215,7 @@ QUANTILE = PromQL(
 )
 
 
+@pytest.mark.process
 def test_promql_quantile_exercise(prom):
     assert QUANTILE.check(f"histogram_quantile(0.9, sum by (le) (rate({BUCKET}[1m])))", prom).ok
     assert QUANTILE.check(f"histogram_quantile(0.90, sum(rate({BUCKET}[1m])) by (le))", prom).ok
@@ -215,6 +227,7 @@ def test_promql_quantile_exercise(prom):
     assert "values differ" in message and "Aggregate the buckets first." in message
 
 
+@pytest.mark.process
 def test_promql_require_labels(prom):
     exercise = PromQL(
         "t.by_handler",
@@ -228,6 +241,7 @@ def test_promql_require_labels(prom):
     assert "code" in message and "instance" in message
 
 
+@pytest.mark.process
 def test_promql_range_vector_syntax_error_and_rejected_query(prom):
     exercise = get("01.up_query")
     assert "range vector" in _fails(exercise, 'up{job="prometheus"}[1m]', prom)
@@ -237,6 +251,7 @@ def test_promql_range_vector_syntax_error_and_rejected_query(prom):
     assert "write the query as a string" in _fails(exercise, 1, prom)
 
 
+@pytest.mark.process
 def test_promql_hint_fails_even_when_numbers_match(prom):
     answer = "vector(1) or on() rate(go_goroutines[1m])"
     strict = PromQL("t.strict", "vector(1)")
@@ -244,11 +259,13 @@ def test_promql_hint_fails_even_when_numbers_match(prom):
     assert PromQL("t.lenient", "vector(1)", hints_fail=False).check(answer, prom).ok
 
 
+@pytest.mark.process
 def test_promql_hint_the_reference_shares_is_no_mistake(prom):
     exercise = PromQL("t.raw_counter", 'prometheus_http_requests_total{handler="/-/ready"}')
     assert exercise.check('prometheus_http_requests_total{handler="/-/ready"}', prom).ok
 
 
+@pytest.mark.process
 def test_promql_fixed_evaluation_time(prom):
     at = time.time() - 2
     exercise = PromQL("t.at", "time()", at=at, rel_tol=0, abs_tol=1e-3)
@@ -256,6 +273,7 @@ def test_promql_fixed_evaluation_time(prom):
     assert "values differ" in _fails(exercise, f"vector({at + 1!r})", prom)
 
 
+@pytest.mark.process
 def test_promql_setup_problems_are_not_the_learners_fault(prom):
     with pytest.raises(ExerciseSetupError, match="no data"):
         PromQL("t.empty", 'up{job="nope"}').check("up", prom)
@@ -351,6 +369,7 @@ def test_metric_counter_labels_and_total_suffix():
 # --- (c) numbers ----------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_number_against_a_reference_query(prom):
     exercise = Number("t.targets", query="count(up)", rel_tol=0)
     assert solution_of(exercise, prom) == 2
@@ -375,6 +394,7 @@ def test_number_tolerance_and_factor_hints():
     assert "60× too small" in _fails(Number("t.rps", value=6.0), 0.1)
 
 
+@pytest.mark.process
 def test_number_reference_must_be_one_value(prom):
     with pytest.raises(ExerciseSetupError, match="returns 2 values"):
         Number("t.bad", query="up").check(1, prom)
@@ -402,6 +422,7 @@ def _rule(expr=f"{P99} > 0.2", name="HighAPILatency", extra="for: 5m\nlabels: {s
     return f"alert: {name}\nexpr: {expr}\n{extra}\n"
 
 
+@pytest.mark.process
 def test_alert_rule_accepts_the_right_rule_in_any_wrapping():
     assert HIGH_LATENCY.check(HIGH_LATENCY.solution).ok
     assert HIGH_LATENCY.check(_rule(extra="for: 300s\nlabels: {severity: warning}")).ok
@@ -446,6 +467,7 @@ def test_alert_rule_accepts_the_right_rule_in_any_wrapping():
         (42, "YAML string"),
     ],
 )
+@pytest.mark.process
 def test_alert_rule_rejects(answer, expected):
     assert expected in _fails(HIGH_LATENCY, answer)
 
@@ -469,6 +491,7 @@ tests:
 )
 
 
+@pytest.mark.process
 def test_alert_rule_unit_tests_run_in_promtool():
     assert "passes the rule tests" in TARGET_DOWN.check(TARGET_DOWN.solution).message
     assert "does not fire as expected" in _fails(
@@ -482,6 +505,7 @@ def test_alert_rule_unit_tests_run_in_promtool():
 # --- (e) free-form ------------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_predicate(prom):
     exercise = Predicate(
         "t.pull",

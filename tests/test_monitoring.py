@@ -18,6 +18,7 @@ def run(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=repo_root())
 
 
+@pytest.mark.process
 def test_promtool_accepts_the_prometheus_config():
     out = run("promtool", "check", "config", str(MONITORING / "prometheus" / "prometheus.yml"))
     assert out.returncode == 0, out.stdout + out.stderr
@@ -27,11 +28,13 @@ def test_promtool_accepts_the_prometheus_config():
 @pytest.mark.parametrize(
     "rule_file", sorted((MONITORING / "prometheus" / "rules").glob("*.yml")), ids=lambda p: p.name
 )
+@pytest.mark.process
 def test_promtool_accepts_each_rule_file(rule_file):
     out = run("promtool", "check", "rules", str(rule_file))
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+@pytest.mark.process
 def test_promtool_rule_unit_tests_pass():
     tests = sorted(str(p) for p in (MONITORING / "prometheus" / "tests").glob("*.yml"))
     assert tests
@@ -39,6 +42,7 @@ def test_promtool_rule_unit_tests_pass():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+@pytest.mark.process
 def test_amtool_accepts_the_alertmanager_config():
     out = run("amtool", "check-config", str(MONITORING / "alertmanager" / "alertmanager.yml"))
     assert out.returncode == 0, out.stdout + out.stderr
@@ -84,6 +88,7 @@ def test_compose_images_are_pinned_and_listen_on_loopback():
         assert all("=127.0.0.1:" in a or a.endswith("=") for a in listen), (name, listen)
 
 
+@pytest.mark.process
 def test_compose_file_is_valid():
     # Validates offline; no Docker engine needed. `make test` installs docker-compose.
     assert shutil.which("docker-compose"), "docker-compose missing: `make test` installs it"

@@ -19,6 +19,9 @@ from course_lib.service.middleware import UNMATCHED_ROUTE
 from course_lib.service.testing import make_clip, seeded_settings
 from course_lib.supervisor import poll
 
+# Every test here renders or decodes real video with ffmpeg.
+pytestmark = pytest.mark.ffmpeg
+
 THUMB_ROUTE = "/api/videos/{video_id}/thumbnail"
 
 

@@ -14,6 +14,9 @@ from course_lib.lesson import sample_value as value
 from course_lib.service.app import make_app
 from course_lib.service.testing import corrupt_video, make_clip, rendered_samples, seeded_settings
 
+# Every test here renders or decodes real video with ffmpeg.
+pytestmark = pytest.mark.ffmpeg
+
 LIMIT = 256 * 1024  # a small upload limit so the 413 tests are cheap
 
 

@@ -8,9 +8,13 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from course_lib.service.testing import env_without_redis
 from course_lib.supervisor import free_port, http_ok, poll, stop_child
+
+# Starts the service's CLI as a process; it renders its samples with ffmpeg.
+pytestmark = [pytest.mark.ffmpeg, pytest.mark.process]
 
 
 def start(data_dir, port):

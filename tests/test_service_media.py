@@ -24,6 +24,9 @@ from course_lib.service.media import (
 from course_lib.service.metrics import VrewCraftMetrics
 from course_lib.service.testing import corrupt_video, rendered_samples
 
+# Every test here renders or decodes real video with ffmpeg.
+pytestmark = pytest.mark.ffmpeg
+
 WIDTH = 160  # the service's default thumbnail width; samples are 320x180 at 15 fps
 
 

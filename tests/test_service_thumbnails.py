@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from course_lib.lesson import sample_value as value
@@ -12,6 +13,9 @@ from course_lib.service.media import FFmpegError, Media
 from course_lib.service.metrics import VrewCraftMetrics
 from course_lib.service.testing import rendered_samples
 from course_lib.service.thumbnails import ThumbnailService
+
+# Every test here renders or decodes real video with ffmpeg.
+pytestmark = pytest.mark.ffmpeg
 
 
 def run_service(scenario, broken: bool = False):

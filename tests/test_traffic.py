@@ -24,6 +24,9 @@ from course_lib.traffic import (
     run_traffic,
 )
 
+# Drives a real service whose samples (and the mix's uploads) ffmpeg renders.
+pytestmark = pytest.mark.ffmpeg
+
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
