@@ -294,8 +294,11 @@ def wait_for(
     predicate: Callable[[pd.DataFrame], bool] = lambda df: not df.empty,
     timeout: float = 30.0,
     interval: float = 0.5,
+    time: TimeLike | None = None,
 ) -> pd.DataFrame:
-    """Poll ``promql`` until ``predicate(df)`` holds; return that DataFrame.
+    """Poll ``promql`` (evaluated at ``time``, default now) until ``predicate(df)`` holds.
+
+    Return that DataFrame; a rejected query fails at once.
 
     >>> wait_for(stack.prometheus_url, 'up{job="prometheus"} == 1')["value"].tolist()
     [1.0]
@@ -304,7 +307,7 @@ def wait_for(
 
     def holds() -> bool:
         nonlocal seen
-        seen = query(url, promql)
+        seen = query(url, promql, time)
         return bool(predicate(seen))
 
     if poll(holds, timeout=timeout, interval=interval):

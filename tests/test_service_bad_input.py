@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry
 
 from course_lib.lesson import sample_value as value
 from course_lib.service.app import make_app
-from course_lib.service.testing import corrupt_video, make_clip, rendered_samples, seeded_settings
+from course_lib.service.media import make_clip
+from course_lib.service.testing import corrupt_video, rendered_samples, seeded_settings
 
 # Every test here renders or decodes real video with ffmpeg.
 pytestmark = pytest.mark.ffmpeg

@@ -259,11 +259,6 @@ class VideoStore:
         count = (await self._run("SELECT COUNT(*) FROM videos"))[0][0]
         return [Video(**dict(r)) for r in rows], count
 
-    async def video_ids(self, source: str) -> list[str]:
-        """Return the ids of all videos from one source."""
-        rows = await self._run("SELECT id FROM videos WHERE source = ? ORDER BY id", (source,))
-        return [r[0] for r in rows]
-
     async def save_job(self, job: Job) -> None:
         """Insert or replace a job row."""
         data = asdict(job)
