@@ -114,6 +114,17 @@ def promql(base: str, query: str, at: float) -> float:
     return float(df["value"].iloc[0]) if len(df) else math.nan
 
 
+def wait_for_scrape(base: str, after: float) -> None:
+    """Wait until Prometheus has scraped every target at or after ``after`` (Unix seconds)."""
+    prom.wait_for(
+        base,
+        "timestamp(up)",
+        lambda df: not df.empty and df["value"].min() >= after,
+        timeout=30,
+        interval=0.2,
+    )
+
+
 def bucket_index(value: float, buckets: tuple[float, ...]) -> int:
     """Return the index of the histogram bucket that ``value`` falls in (+Inf = len)."""
     return bisect.bisect_left(list(buckets), value)
@@ -302,7 +313,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="vrewcraft-bench-"))
     p_svc, p_plain, p_prom = free_port(), free_port(), free_port()
-    svc, plain, prom = (f"http://127.0.0.1:{p}" for p in (p_svc, p_plain, p_prom))
+    svc, plain, prom_url = (f"http://127.0.0.1:{p}" for p in (p_svc, p_plain, p_prom))
     figures: dict[str, object] = {
         "rate": args.rate,
         "duration_s": args.duration,
@@ -316,7 +327,7 @@ def main() -> int:
             wait_http(f"{svc}/healthz")
             wait_http(f"{plain}/healthz")
             with prometheus(p_prom, p_svc, work / "prom"):
-                wait_http(f"{prom}/-/ready")
+                wait_http(f"{prom_url}/-/ready")
 
                 print(f"warm-up: {args.warmup:.0f} s of the standard mix at {args.rate:.0f} req/s")
                 warm = run_traffic(
@@ -331,7 +342,7 @@ def main() -> int:
                     f"measured: {args.duration:.0f} s, traffic generator {gen_rate:.0f} req/s "
                     f"+ hey {HEY_RATE:.0f} req/s on each of 2 URLs = {args.rate:.0f} req/s"
                 )
-                time.sleep(2)  # let one scrape land before the window starts
+                wait_for_scrape(prom_url, time.time())  # the window starts on fresh data
                 start = time.time()
                 hey_list = start_hey(list_url, args.duration, HEY_RATE)
                 hey_thumb = start_hey(thumb_url, args.duration, HEY_RATE)
@@ -346,12 +357,12 @@ def main() -> int:
                 list_lat, list_status = hey_latencies(hey_list)
                 thumb_lat, thumb_status = hey_latencies(hey_thumb)
                 end = start + args.duration
-                time.sleep(3)  # the last scrapes
+                wait_for_scrape(prom_url, end)  # the window's last samples are in
                 window = f"{int(args.duration)}s"
 
                 def q(expr: str) -> float:
                     """Evaluate PromQL at the end of the measured window."""
-                    return promql(prom, expr, end)
+                    return promql(prom_url, expr, end)
 
                 http = "vrewcraft_http_request_duration_seconds_bucket"
                 api = f'{http}{{route=~"/api/.*"}}'
