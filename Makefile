@@ -27,8 +27,7 @@ sysdeps:
 	@bash scripts/install-system-deps.sh
 
 $(STAMP): requirements.txt pyproject.toml scripts/install-python-deps.sh
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@bash scripts/install-python-deps.sh $(VENV)
+	@bash scripts/install-python-deps.sh $(VENV) $(PYTHON)
 	@touch $@
 
 lock:  ## recompile requirements.txt from requirements.in (after changing a pin)

@@ -8,7 +8,8 @@ Prints seconds for each case (not a test; takes a few minutes, mostly the cold c
 * pip, warm: the pip-only fallback with a warm pip cache, for comparison.
 
 Each case builds a throwaway venv under a temporary directory with `make <venv>/.installed`
-(the venv step of `make setup`, without the system packages). Run: `.venv/bin/python
+(the venv step of `make setup`, without the system packages). The machine's load skews
+the numbers: `uptime` before and after is printed with them. Run: `.venv/bin/python
 bench/setup.py`.
 """
 
@@ -49,6 +50,7 @@ def make_venv(venv: Path, caches: Path, use_uv: bool) -> float:
 
 
 def main() -> int:
+    print("load before:", os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="course-setup-bench-") as tmp:
         root = Path(tmp)
         caches = root / "caches"
@@ -60,6 +62,7 @@ def main() -> int:
         results["pip, warm cache"] = make_venv(root / "venv-pip", caches, use_uv=False)
     for case, seconds in results.items():
         print(f"{case:<16} {seconds:6.1f} s")
+    print("load after:", os.getloadavg())
     goal = results["uv, warm caches"] <= 30
     print(f"goal (uv, warm <= 30 s): {'met' if goal else 'NOT met'}")
     return 0

@@ -1,25 +1,44 @@
 #!/usr/bin/env bash
-# Make the venv match requirements.txt exactly, then install course_lib in editable mode.
-# uv (bootstrapped from PyPI with the venv's pip) does it in seconds; without uv, pip does
-# it, slower, and says so. COURSE_NO_UV=1 takes the pip path on purpose (bench/setup.py).
+# Create the venv if needed, make it match requirements.txt exactly, and install course_lib
+# in editable mode. uv does it in seconds; it is bootstrapped from PyPI with pip (the
+# system Python's, into a venv created without pip, which saves the slow ensurepip step).
+# Without uv, pip does it, more slowly, and says so.
+# Usage: install-python-deps.sh VENV PYTHON. COURSE_NO_UV=1 takes the pip path on purpose.
 set -euo pipefail
 
 VENV=${1:-.venv}
+PYTHON=${2:-python3}
 PY="$VENV/bin/python"
 UV="$VENV/bin/uv"
 cd "$(dirname "$0")/.."
 
-uv_pin=$(grep -E '^uv==' requirements.txt || true)
-if [ -z "${COURSE_NO_UV:-}" ] && [ -n "$uv_pin" ] && { [ -x "$UV" ] && [ "$("$UV" --version | cut -d' ' -f2)" = "${uv_pin#uv==}" ] ||
-  "$PY" -m pip install --quiet --disable-pip-version-check "$uv_pin"; }; then
-  # sync also removes what the lock no longer lists; pip stays for the fallback below.
-  if "$UV" pip sync --quiet --python "$PY" requirements.txt &&
-    "$UV" pip install --quiet --python "$PY" --no-deps -e . pip; then
-    exit 0
+with_pip() {  # the slow path: pip installs the lock
+  echo "course: $1; installing with pip instead (slower)" >&2
+  [ -x "$PY" ] || "$PYTHON" -m venv "$VENV"
+  "$PY" -m pip --version >/dev/null 2>&1 || "$PY" -m ensurepip --upgrade >/dev/null
+  "$PY" -m pip install --quiet --disable-pip-version-check -r requirements.txt
+  "$PY" -m pip install --quiet --disable-pip-version-check --no-deps -e .
+  exit 0
+}
+
+[ -z "${COURSE_NO_UV:-}" ] || with_pip "COURSE_NO_UV is set"
+uv_pin=$(grep -E '^uv==' requirements.txt) || with_pip "requirements.txt pins no uv"
+
+if [ ! -x "$PY" ]; then
+  if "$PYTHON" -m pip --version >/dev/null 2>&1; then
+    "$PYTHON" -m venv --without-pip "$VENV"
+  else
+    "$PYTHON" -m venv "$VENV"
   fi
-  echo "course: uv could not install the requirements; falling back to pip (slower)" >&2
-else
-  echo "course: could not install uv; installing with pip instead (slower)" >&2
 fi
-"$PY" -m pip install --quiet --disable-pip-version-check -r requirements.txt
-"$PY" -m pip install --quiet --disable-pip-version-check --no-deps -e .
+if ! { [ -x "$UV" ] && [ "$("$UV" --version | cut -d' ' -f2)" = "${uv_pin#uv==}" ]; }; then
+  if "$PY" -m pip --version >/dev/null 2>&1; then
+    "$PY" -m pip install --quiet --disable-pip-version-check "$uv_pin" || with_pip "could not install uv"
+  else
+    "$PYTHON" -m pip --python "$PY" install --quiet --disable-pip-version-check "$uv_pin" ||
+      with_pip "could not install uv"
+  fi
+fi
+# sync also removes what the lock no longer lists (pip is in the lock: it stays).
+"$UV" pip sync --quiet --python "$PY" requirements.txt || with_pip "uv could not install the lock"
+"$UV" pip install --quiet --python "$PY" --no-deps -e . || with_pip "uv could not install course_lib"
