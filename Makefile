@@ -18,8 +18,8 @@ lab: setup  ## install, start the local stack, open JupyterLab on notebooks/
 test: setup  ## install, then run unit tests, doctests, config checks and every notebook
 	$(PY) -m pytest
 
-test-fast: $(STAMP)  ## the pure unit tests and doctests: no stack, ffmpeg or notebooks (seconds)
-	$(PY) -m pytest -q -m "not (stack or notebook or ffmpeg or process)"
+test-fast: $(STAMP)  ## pure unit tests and doctests: no stack, ffmpeg, processes (seconds)
+	$(PY) -m pytest -q -m "not (stack or notebook or ffmpeg or process or slow)"
 
 setup: sysdeps $(STAMP)
 
@@ -42,10 +42,20 @@ lint: $(STAMP)  ## ruff (lint and format) over everything, mypy over course_lib
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: setup  ## print the benchmark figures (not a test; takes a few minutes)
+BENCH_STAMP := $(VENV)/.installed-bench
+
+bench: setup $(BENCH_STAMP)  ## print the benchmark figures (not a test; takes a few minutes)
 	@bash scripts/install-system-deps.sh --bench
 	$(PY) bench/stack.py
 	$(PY) bench/service.py
+	$(PY) bench/history.py
+	$(PY) bench/explain.py
+	$(PY) bench/instrumentors.py
+	$(PY) bench/latency_gap.py
+
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	@touch $@
 
 clean:  ## stop the stack and remove its state (keeps the venv)
 	-$(PY) -m course_lib down

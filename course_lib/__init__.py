@@ -10,6 +10,11 @@ The learner's toolkit (what notebook cells call):
   tables, charts, ``describe_metric``, ``show_source``.
 * ``exercises`` — ``check()`` and ``solution()`` for every exercise; ``promql_hints``
   names the usual PromQL mistakes in a learner's query.
+* ``explain`` — a query's parse tree with every sub-expression evaluated on the stack.
+* ``alerting`` — rule unit tests, routing checks and the pieces of a live incident
+  (alert states, notifications, silences).
+* ``grafana`` — Grafana without Grafana: the overview dashboard as code
+  (grafana-foundation-sdk), its lint, and a plotly renderer.
 
 The system being observed:
 

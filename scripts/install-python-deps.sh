@@ -31,13 +31,18 @@ if [ ! -x "$PY" ]; then
     "$PYTHON" -m venv "$VENV"
   fi
 fi
-if ! { [ -x "$UV" ] && [ "$("$UV" --version | cut -d' ' -f2)" = "${uv_pin#uv==}" ]; }; then
+install_uv() {  # with the venv's pip; else the system pip (>= 22.3) into it; else ensurepip
+  local pip_args=(install --quiet --disable-pip-version-check "$uv_pin")
   if "$PY" -m pip --version >/dev/null 2>&1; then
-    "$PY" -m pip install --quiet --disable-pip-version-check "$uv_pin" || with_pip "could not install uv"
+    "$PY" -m pip "${pip_args[@]}"
+  elif "$PYTHON" -m pip --python "$PY" "${pip_args[@]}" 2>/dev/null; then
+    return 0
   else
-    "$PYTHON" -m pip --python "$PY" install --quiet --disable-pip-version-check "$uv_pin" ||
-      with_pip "could not install uv"
+    "$PY" -m ensurepip --upgrade >/dev/null && "$PY" -m pip "${pip_args[@]}"
   fi
+}
+if ! { [ -x "$UV" ] && [ "$("$UV" --version | cut -d' ' -f2)" = "${uv_pin#uv==}" ]; }; then
+  install_uv || with_pip "could not install uv"
 fi
 # sync also removes what the lock no longer lists (pip is in the lock: it stays).
 "$UV" pip sync --quiet --python "$PY" requirements.txt || with_pip "uv could not install the lock"

@@ -13,6 +13,9 @@ from course_lib import history
 from course_lib.lesson import describe_metric
 from course_lib.service.metrics import VrewCraftMetrics
 
+# Most tests here build the simulated day (about a million requests) or its text.
+pytestmark = pytest.mark.slow
+
 START = 1_699_999_995  # a whole multiple of 15 s
 #: SHA-256 of the day's OpenMetrics bytes for START and the lab instance. A change here means
 #: every stack's history (and every exact number the notebooks assert) changes: on purpose only.
