@@ -131,6 +131,7 @@ def test_fresh_tsdb_gets_the_day_before_start_and_only_once(tmp_path):
     assert not day.aged_out(now + 28 * 86_400) and day.aged_out(now + 31 * 86_400)
 
 
+@pytest.mark.process
 def test_an_interrupted_move_is_finished_at_the_next_start(tmp_path, monkeypatch):
     cfg = _cfg(tmp_path)
     real_rename = backfill.Path.rename
