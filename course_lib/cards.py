@@ -178,8 +178,10 @@ def _prove_grafana(stack: Any):
     names = set()
     for q in queries:
         names |= set(re.findall(r"\b(vrewcraft_[a-z_]+|process_[a-z_]+)\b", q))
-    known = set(
-        stack.query('count by (__name__) ({__name__=~"vrewcraft_.+|process_.+"})')["__name__"]
+    matcher = 'count by (__name__) ({__name__=~"vrewcraft_.+|process_.+"})'
+    day = stack.history_window()  # a series may exist only in the history (errors) or only live
+    known = set(stack.query(matcher)["__name__"]) | set(
+        stack.query(matcher, time=day.end - 1)["__name__"]
     )
     missing = sorted(names - known)
     return {"panel_queries": len(queries), "metrics_read": len(names), "missing": missing}, (
