@@ -9,7 +9,7 @@ proof runs on the stack (mostly on the day of history, a few live) and returns a
 >>> card("counter_vs_gauge").domain
 'Fundamentals & Concepts'
 >>> proof = prove("counter_vs_gauge", stack)                    # doctest: +SKIP
->>> assert proof.holds, proof
+>>> assert proof.holds, proof                                    # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -33,7 +33,18 @@ import yaml
 from course_lib import history
 from course_lib.config import repo_root
 
-__all__ = ["CARDS", "DOMAINS", "Card", "Proof", "card", "prove", "to_csv", "to_markdown", "to_anki"]
+__all__ = [
+    "export",
+    "CARDS",
+    "DOMAINS",
+    "Card",
+    "Proof",
+    "card",
+    "prove",
+    "to_csv",
+    "to_markdown",
+    "to_anki",
+]
 
 # The PCA (Prometheus Certified Associate) exam domains and their weights.
 DOMAINS = {
@@ -1029,3 +1040,33 @@ def to_anki(path: Path | str) -> Path:
     path = Path(path)
     genanki.Package(deck).write_to_file(str(path))
     return path
+
+
+def export(
+    anki: Path | str | None = None,
+    csv_path: Path | str | None = None,
+    markdown: Path | str | None = None,
+) -> list[Path]:
+    """Write the cards to each file given; raise ValueError naming a bad path.
+
+    >>> export(anki="cards.apkg", csv_path="cards.csv")            # doctest: +SKIP
+    [PosixPath('cards.apkg'), PosixPath('cards.csv')]
+    """
+    targets = {"anki": anki, "csv": csv_path, "markdown": markdown}
+    wanted = {k: Path(v) for k, v in targets.items() if v}
+    if not wanted:
+        raise ValueError(
+            "say where to write the cards: --anki OUT.apkg, --csv OUT.csv or --markdown OUT.md"
+        )
+    suffixes = {"anki": ".apkg", "csv": ".csv", "markdown": ".md"}
+    for kind, path in wanted.items():
+        if not path.parent.is_dir():
+            raise ValueError(
+                f"{kind}: the folder {path.parent} doesn't exist; create it or pick another path"
+            )
+        if path.suffix != suffixes[kind]:
+            raise ValueError(f"{kind}: {path} should end in {suffixes[kind]}")
+    writers = {"anki": to_anki, "csv": to_csv, "markdown": to_markdown}
+    for kind, path in wanted.items():
+        writers[kind](path)
+    return list(wanted.values())

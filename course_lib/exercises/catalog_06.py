@@ -12,7 +12,7 @@ from typing import Any
 
 from course_lib import cards
 
-from .catalog_03 import DayPromQL, uses_function
+from .catalog_03 import DayPromQL
 from .core import register
 from .kinds import Predicate
 
@@ -26,13 +26,6 @@ register(
         "06.p99_all_routes",
         f"histogram_quantile(0.99, sum by (le) (rate({BUCKETS}[5m])))",
         offset=20 * H,
-        mistakes=(
-            (
-                uses_function("avg"),
-                "quantiles don't average: the mean of per-route p99s is not the p99 of all "
-                "requests. Sum the buckets by le first, then take histogram_quantile once.",
-            ),
-        ),
         nudge="rate() the _bucket series over 5m, sum by (le), then histogram_quantile(0.99, …).",
     )
 )
