@@ -1066,7 +1066,11 @@ def export(
             )
         if path.suffix != suffixes[kind]:
             raise ValueError(f"{kind}: {path} should end in {suffixes[kind]}")
-    writers = {"anki": to_anki, "csv": to_csv, "markdown": to_markdown}
+    writers: dict[str, Callable[[Path], object]] = {
+        "anki": to_anki,
+        "csv": to_csv,
+        "markdown": to_markdown,
+    }
     for kind, path in wanted.items():
         writers[kind](path)
     return list(wanted.values())
