@@ -812,8 +812,8 @@ CARDS: tuple[Card, ...] = (
         "예시 (exemplar)",
         "What are exemplars?",
         "A sample attached to a bucket or counter carrying labels such as a trace_id, so a "
-        "latency spike links to a trace. They exist only in the OpenMetrics format, and "
-        "Prometheus stores them only with --enable-feature=exemplar-storage.",
+        "latency spike links to a trace. They travel only in the OpenMetrics (or protobuf) "
+        "format, and Prometheus stores them only with --enable-feature=exemplar-storage.",
         "Exemplars are just extra labels on the series.",
         "a label would make every trace id a new series; an exemplar rides alongside "
         "without adding cardinality.",
