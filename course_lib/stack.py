@@ -561,6 +561,11 @@ def down(cfg: StackConfig | None = None, progress: Progress = _quiet) -> list[st
     for comp in COMPONENTS:
         comp.pid_file(cfg).unlink(missing_ok=True)
     names = [name for name, r in records.items() if r.pid in stopped]
+    # Extra processes a notebook started (replicas, more Prometheus servers) share this
+    # state directory, so `down` stops them too.
+    from course_lib import scale
+
+    names += scale.stop(cfg=cfg)
     progress("stopped " + (", ".join(names) if names else "nothing (no component was running)"))
     return names
 
