@@ -124,15 +124,24 @@ class ScratchTarget:
 # --- measuring ---------------------------------------------------------------------------------
 
 
-def _instant(url: str, promql: str) -> tuple[float, dict]:
-    """Return (single value, stats) of an instant query; NaN when the result is empty."""
+def _instant(url: str, promql: str, **params) -> tuple[float, dict]:
+    """Return (first value, stats) of a query; NaN when the result is empty.
+
+    Extra ``params`` (start, end, step) make it a range query.
+    """
+    path = "query_range" if params else "query"
     body = requests.get(
-        f"{url}/api/v1/query", params={"query": promql, "stats": "all"}, timeout=30
+        f"{url}/api/v1/{path}", params={"query": promql, "stats": "all", **params}, timeout=60
     ).json()
     if body.get("status") != "success":
         raise RuntimeError(f"{url} rejected {promql!r}: {body.get('error')}")
     result = body["data"]["result"]
-    value = float(result[0]["value"][1]) if result else float("nan")
+    if not result:
+        value = float("nan")
+    elif "values" in result[0]:  # a range query: its last point
+        value = float(result[0]["values"][-1][1])
+    else:
+        value = float(result[0]["value"][1])
     return value, body["data"].get("stats", {})
 
 
@@ -147,9 +156,15 @@ def _wait(url: str, promql: str, predicate, timeout: float = 20.0) -> float:
         time.sleep(0.2)
 
 
-def query_seconds(url: str, promql: str = QUERY, runs: int = 5) -> float:
-    """Return the median evaluation time Prometheus reports (``stats=all``) for ``promql``."""
-    times = [_instant(url, promql)[1]["timings"]["evalTotalTime"] for _ in range(runs)]
+def query_seconds(url: str, promql: str = QUERY, runs: int = 5, **range_params) -> float:
+    """Return the median evaluation time Prometheus reports (``stats=all``) for ``promql``.
+
+    Give ``start``, ``end`` and ``step`` (Unix seconds, seconds) to time a range query,
+    what a dashboard panel sends.
+    """
+    times = [
+        _instant(url, promql, **range_params)[1]["timings"]["evalTotalTime"] for _ in range(runs)
+    ]
     return statistics.median(times)
 
 

@@ -382,3 +382,86 @@ def stop(
         left = [n for n in REPLICAS if n in running(cfg)]
         set_replica_targets(left, cfg)
     return [name for name, r in records.items() if r.pid in stopped]
+
+
+# --- on paper: the same layout as a cluster ---------------------------------------------------
+
+#: Command lines of a VictoriaMetrics cluster holding what the HA pairs write (not run here:
+#: Debian ships the single-node binary only). vminsert spreads series over vmstorage nodes by
+#: a consistent hash of the metric name and labels; vmselect asks every node and merges.
+CLUSTER_FLAGS: dict[str, list[str]] = {
+    "vmstorage (x3)": [
+        "-storageDataPath=/var/lib/vmstorage",
+        "-retentionPeriod=12",
+        # Two Prometheus servers of a pair send the same samples: keep one per interval.
+        "-dedup.minScrapeInterval=15s",
+        "-vminsertAddr=:8400",
+        "-vmselectAddr=:8401",
+    ],
+    "vminsert (x2)": [
+        "-storageNode=vmstorage-1:8400,vmstorage-2:8400,vmstorage-3:8400",
+        "-replicationFactor=2",  # every sample on two vmstorage nodes
+        "-httpListenAddr=:8480",
+    ],
+    "vmselect (x2)": [
+        "-storageNode=vmstorage-1:8401,vmstorage-2:8401,vmstorage-3:8401",
+        "-replicationFactor=2",
+        # Replicated copies carry the same millisecond timestamp.
+        "-dedup.minScrapeInterval=1ms",
+        "-httpListenAddr=:8481",
+    ],
+}
+
+
+def shard_config(shard: int, shards: int, replica: str, cluster: str = "eu-1") -> dict:
+    """Return the config of one Prometheus of one shard: scrape 1/shards of the targets, write on.
+
+    Every shard runs as an HA pair (``replica`` a and b). ``hashmod`` on the target
+    address splits the targets, so each shard holds whole series; vminsert then
+    spreads those series over the vmstorage nodes.
+
+    >>> shard_config(0, 2, "a")["global"]["external_labels"]
+    {'cluster': 'eu-1', 'shard': '0', 'replica': 'a'}
+    """
+    if not 0 <= shard < shards:
+        raise ValueError(f"shard {shard} is outside 0..{shards - 1}.")
+    return {
+        "global": {
+            "scrape_interval": "15s",
+            "external_labels": {"cluster": cluster, "shard": str(shard), "replica": replica},
+        },
+        "scrape_configs": [
+            {
+                "job_name": "vrewcraft-backend",
+                "file_sd_configs": [{"files": ["targets/*.json"]}],
+                "relabel_configs": [
+                    {
+                        "source_labels": ["__address__"],
+                        "modulus": shards,
+                        "target_label": "__tmp_shard",
+                        "action": "hashmod",
+                    },
+                    {"source_labels": ["__tmp_shard"], "regex": str(shard), "action": "keep"},
+                ],
+            }
+        ],
+        "remote_write": [
+            {
+                "url": "http://vminsert:8480/insert/0/prometheus/api/v1/write",
+                "write_relabel_configs": [{"action": "labeldrop", "regex": "replica"}],
+            }
+        ],
+    }
+
+
+def check_config(config: dict, path: Path) -> str:
+    """Write ``config`` to ``path`` and return promtool's verdict (raises ConfigError on error)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    promtool = supervisor.find_binary(["promtool"])
+    if promtool is None:
+        raise supervisor.MissingBinaryError(
+            "promtool not found. Install it with:\n    " + supervisor.install_command(["promtool"])
+        )
+    _validate([promtool, "check", "config", str(path)], "promtool check config", path)
+    return "SUCCESS"
