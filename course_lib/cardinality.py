@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import threading
 import time
 from collections.abc import Sequence
@@ -31,6 +30,7 @@ import numpy as np
 import pandas as pd
 import requests
 
+from course_lib import querycost
 from course_lib.config import HOST, StackConfig
 from course_lib.supervisor import NotReadyError
 
@@ -124,48 +124,15 @@ class ScratchTarget:
 # --- measuring ---------------------------------------------------------------------------------
 
 
-def _instant(url: str, promql: str, **params) -> tuple[float, dict]:
-    """Return (first value, stats) of a query; NaN when the result is empty.
-
-    Extra ``params`` (start, end, step) make it a range query.
-    """
-    path = "query_range" if params else "query"
-    body = requests.get(
-        f"{url}/api/v1/{path}", params={"query": promql, "stats": "all", **params}, timeout=60
-    ).json()
-    if body.get("status") != "success":
-        raise RuntimeError(f"{url} rejected {promql!r}: {body.get('error')}")
-    result = body["data"]["result"]
-    if not result:
-        value = float("nan")
-    elif "values" in result[0]:  # a range query: its last point
-        value = float(result[0]["values"][-1][1])
-    else:
-        value = float(result[0]["value"][1])
-    return value, body["data"].get("stats", {})
-
-
 def _wait(url: str, promql: str, predicate, timeout: float = 20.0) -> float:
     deadline = time.monotonic() + timeout
     while True:
-        value, _ = _instant(url, promql)
+        value, _ = querycost.evaluate(url, promql)
         if value == value and predicate(value):
             return value
         if time.monotonic() >= deadline:
             raise NotReadyError(f"{promql!r} on {url} did not settle in {timeout:.0f}s (={value}).")
         time.sleep(0.2)
-
-
-def query_seconds(url: str, promql: str = QUERY, runs: int = 5, **range_params) -> float:
-    """Return the median evaluation time Prometheus reports (``stats=all``) for ``promql``.
-
-    Give ``start``, ``end`` and ``step`` (Unix seconds, seconds) to time a range query,
-    what a dashboard panel sends.
-    """
-    times = [
-        _instant(url, promql, **range_params)[1]["timings"]["evalTotalTime"] for _ in range(runs)
-    ]
-    return statistics.median(times)
 
 
 def measure(
@@ -195,11 +162,17 @@ def measure(
         rows.append(
             {
                 "label_values": n,
-                "head_series": _instant(prom, 'prometheus_tsdb_head_series{job="prometheus"}')[0],
-                "body_bytes": _instant(prom, 'scrape_body_size_bytes{job="scratch"}')[0],
-                "scrape_seconds": _instant(prom, 'scrape_duration_seconds{job="scratch"}')[0],
-                "heap_bytes": _instant(prom, 'go_memstats_heap_inuse_bytes{job="prometheus"}')[0],
-                "query_seconds": query_seconds(prom, runs=runs),
+                "head_series": querycost.evaluate(
+                    prom, 'prometheus_tsdb_head_series{job="prometheus"}'
+                )[0],
+                "body_bytes": querycost.evaluate(prom, 'scrape_body_size_bytes{job="scratch"}')[0],
+                "scrape_seconds": querycost.evaluate(
+                    prom, 'scrape_duration_seconds{job="scratch"}'
+                )[0],
+                "heap_bytes": querycost.evaluate(
+                    prom, 'go_memstats_heap_inuse_bytes{job="prometheus"}'
+                )[0],
+                "query_seconds": querycost.query_seconds(prom, QUERY, runs=runs),
             }
         )
     return pd.DataFrame(rows)

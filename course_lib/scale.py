@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from course_lib.config import HOST, StackConfig, port_env_var
 from course_lib.stack import Component, Progress, _validate, _wait_healthy
 
 __all__ = [
+    "CLUSTER_FLAGS",
     "EXTRA_COMPONENTS",
     "REPLICAS",
     "HA_PAIR",
@@ -39,9 +41,12 @@ __all__ = [
     "kill",
     "replica_targets_file",
     "running",
+    "sample_times",
     "set_replica_targets",
+    "shard_config",
     "start",
     "stop",
+    "wait_for",
 ]
 
 #: The service replicas a notebook may start (ports 3011-3013 on the lab stack).
@@ -76,7 +81,7 @@ def set_replica_targets(names: Iterable[str], cfg: StackConfig | None = None) ->
     unknown = [n for n in names if n not in REPLICAS]
     if unknown:
         raise ValueError(f"{unknown} are not replicas; choose from {', '.join(REPLICAS)}.")
-    groups = [{"targets": [cfg.address(n)], "labels": {"replica": n}} for n in names]
+    groups = [{"targets": [cfg.address(n)], "labels": {"pod": n}} for n in names]
     path = replica_targets_file(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Write then rename: Prometheus' file watcher must never read half a file.
@@ -465,3 +470,125 @@ def check_config(config: dict, path: Path) -> str:
         )
     _validate([promtool, "check", "config", str(path)], "promtool check config", path)
     return "SUCCESS"
+
+
+# --- reading the extra servers -----------------------------------------------------------------
+
+
+def wait_for(url: str, promql: str, predicate=lambda df: not df.empty, timeout: float = 30.0):
+    """Poll ``promql`` on any Prometheus-compatible ``url`` until ``predicate(df)``; return df.
+
+    >>> wait_for(cfg.url("victoria-metrics"), "up")              # doctest: +SKIP
+    """
+    from course_lib import prom
+
+    deadline = time.monotonic() + timeout
+    while True:
+        df = prom.query(url, promql)
+        if predicate(df):
+            return df
+        if time.monotonic() >= deadline:
+            raise supervisor.NotReadyError(
+                f"{promql!r} on {url} did not reach the expected state within {timeout:.0f}s; "
+                f"last result:\n{df.to_string()}"
+            )
+        time.sleep(0.5)
+
+
+def sample_times(
+    url: str, selector: str, window: str, at: float | None = None
+) -> dict[str, list[float]]:
+    """Return the raw sample timestamps of every series ``selector[window]`` returns.
+
+    A range-vector query returns stored samples as they are, without the evaluation
+    steps of a range query: the way to count copies and find gaps. ``at`` evaluates
+    at that Unix time instead of now.
+
+    >>> sample_times(cfg.url("victoria-metrics"), 'up{job="x"}', "30s")   # doctest: +SKIP
+    {'up{instance="127.0.0.1:3001", job="x"}': [1795..., ...]}
+    """
+    from course_lib import prom
+
+    _, result = prom.query_raw(url, f"{selector}[{window}]", time=at)
+    series = {}
+    for item in result:
+        labels = ", ".join(
+            f'{k}="{v}"' for k, v in sorted(item["metric"].items()) if k != "__name__"
+        )
+        series[f"{item['metric'].get('__name__', '')}{{{labels}}}"] = [
+            float(t) for t, _ in item["values"]
+        ]
+    return series
+
+
+def cluster_diagram():
+    """Draw the cluster layout (plotly): shards of HA pairs, vminsert, vmstorage, vmselect.
+
+    The boxes the course runs on one machine are filled; the rest exist only on paper.
+    """
+    import plotly.graph_objects as go
+
+    boxes = {
+        # name: (x, y, runs here?)
+        "targets<br>(service replicas,<br>file SD)": (0, 2, True),
+        "shard 0<br>Prometheus a": (1, 3, True),
+        "shard 0<br>Prometheus b": (1, 2.3, True),
+        "shard 1<br>Prometheus a": (1, 1.5, False),
+        "shard 1<br>Prometheus b": (1, 0.8, False),
+        "vminsert ×2": (2, 2, False),
+        "vmstorage ×3<br>(dedup, replication 2)": (3, 2, False),
+        "vmselect ×2": (4, 2, False),
+        "Grafana /<br>global queries": (5, 2, False),
+        "single-node<br>VictoriaMetrics<br>(this notebook)": (3, 0.6, True),
+        "global Prometheus<br>(federation)": (3, 3.4, True),
+    }
+    arrows = [
+        ("targets<br>(service replicas,<br>file SD)", name)
+        for name in boxes
+        if name.startswith("shard")
+    ]
+    arrows += [(name, "vminsert ×2") for name in boxes if name.startswith("shard")]
+    arrows += [
+        ("vminsert ×2", "vmstorage ×3<br>(dedup, replication 2)"),
+        ("vmstorage ×3<br>(dedup, replication 2)", "vmselect ×2"),
+        ("vmselect ×2", "Grafana /<br>global queries"),
+        ("shard 0<br>Prometheus b", "single-node<br>VictoriaMetrics<br>(this notebook)"),
+        ("shard 0<br>Prometheus a", "global Prometheus<br>(federation)"),
+    ]
+    fig = go.Figure()
+    for start, end in arrows:
+        (x0, y0, _), (x1, y1, _) = boxes[start], boxes[end]
+        fig.add_annotation(
+            x=x1 - 0.32,
+            y=y1,
+            ax=x0 + 0.32,
+            ay=y0,
+            xref="x",
+            yref="y",
+            axref="x",
+            ayref="y",
+            showarrow=True,
+            arrowhead=2,
+            arrowwidth=1.2,
+            text="",
+        )
+    for name, (x, y, here) in boxes.items():
+        fig.add_shape(
+            type="rect",
+            x0=x - 0.32,
+            x1=x + 0.32,
+            y0=y - 0.28,
+            y1=y + 0.28,
+            fillcolor="#c6e2ff" if here else "white",
+            line={"color": "#345"},
+        )
+        fig.add_annotation(x=x, y=y, text=name, showarrow=False, font={"size": 10})
+    fig.update_xaxes(visible=False, range=[-0.5, 5.5])
+    fig.update_yaxes(visible=False, range=[0.2, 3.8])
+    fig.update_layout(
+        title="Sharded HA pairs writing to a VictoriaMetrics cluster (filled: runs in this course)",
+        height=420,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        plot_bgcolor="white",
+    )
+    return fig
