@@ -11,7 +11,7 @@ import statistics
 
 import requests
 
-__all__ = ["evaluate", "query_seconds"]
+__all__ = ["evaluate", "query_seconds", "series_count", "speedup"]
 
 
 def evaluate(url: str, promql: str, **params) -> tuple[float, dict]:
@@ -45,3 +45,34 @@ def query_seconds(url: str, promql: str, runs: int = 5, **range_params) -> float
         evaluate(url, promql, **range_params)[1]["timings"]["evalTotalTime"] for _ in range(runs)
     ]
     return statistics.median(times)
+
+
+def speedup(url: str, panels: dict[str, tuple[str, str]], runs: int = 5, **window):
+    """Time each panel's raw query and its recorded twin over ``window``; return a DataFrame.
+
+    ``panels`` maps a panel name to ``(raw query, recorded series)``; ``window`` gives
+    ``start``, ``end`` and ``step`` of the range query a dashboard would send.
+
+    >>> speedup(url, {"p99": (raw, "job:x:p99_rate5m")}, start=t0, end=t1, step=2)  # doctest: +SKIP
+    """
+    import pandas as pd
+
+    rows = []
+    for name, (raw, recorded) in panels.items():
+        raw_s = query_seconds(url, raw, runs, **window)
+        recorded_s = query_seconds(url, recorded, runs, **window)
+        rows.append(
+            {
+                "panel": name,
+                "raw_ms": raw_s * 1e3,
+                "recorded_ms": recorded_s * 1e3,
+                "speedup": raw_s / recorded_s,
+            }
+        )
+    return pd.DataFrame(rows).set_index("panel")
+
+
+def series_count(url: str, selector: str, window: str = "5m") -> float:
+    """Return how many series ``selector`` had at any time in the last ``window``."""
+    value, _ = evaluate(url, f"count(last_over_time({selector}[{window}]))")
+    return 0.0 if value != value else value

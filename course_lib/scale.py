@@ -40,6 +40,8 @@ __all__ = [
     "extra_component",
     "kill",
     "replica_targets_file",
+    "federated_names",
+    "ha_samples",
     "running",
     "sample_times",
     "set_replica_targets",
@@ -519,6 +521,22 @@ def sample_times(
             float(t) for t, _ in item["values"]
         ]
     return series
+
+
+def ha_samples(
+    cfg: StackConfig, selector: str, window: str = "20s", at: float | None = None
+) -> dict[str, dict[str, list[float]]]:
+    """Return the raw sample times of ``selector`` in each HA Prometheus and in VictoriaMetrics."""
+    names = [*HA_PAIR, "victoria-metrics"]
+    return {name: sample_times(cfg.url(name), selector, window, at) for name in names}
+
+
+def federated_names(cfg: StackConfig) -> set[str]:
+    """Return the metric names the global Prometheus got through federation."""
+    from course_lib import prom
+
+    df = prom.query(cfg.url("prometheus-global"), '{__name__=~".+", job!="federate"}')
+    return set(df["__name__"]) if "__name__" in df else set()
 
 
 def cluster_diagram():
