@@ -85,7 +85,14 @@ class ScratchTarget:
 
             def _set(self, raw: str) -> None:
                 try:
-                    target.set_series(int(raw))
+                    n = int(raw)
+                except ValueError:
+                    self._send(
+                        400, f"n={raw!r} is not a whole number; ask e.g. /series?n=1000\n".encode()
+                    )
+                    return
+                try:
+                    target.set_series(n)
                 except ValueError as exc:
                     self._send(400, f"{exc}\n".encode())
                     return
@@ -183,9 +190,9 @@ def per_series(df: pd.DataFrame) -> dict[str, float]:
 
     >>> df = pd.DataFrame({"head_series": [100, 1100], "body_bytes": [0, 50_000],
     ...     "heap_bytes": [1e6, 5e6], "scrape_seconds": [0.001, 0.011],
-    ...     "query_seconds": [1e-4, 2e-3]})
+    ...     "query_seconds": [1e-4, 2.1e-3]})
     >>> {k: round(v, 6) for k, v in per_series(df).items()}
-    {'body_bytes': 50.0, 'heap_bytes': 4000.0, 'scrape_seconds': 1e-05, 'query_seconds': 1.9e-06}
+    {'body_bytes': 50.0, 'heap_bytes': 4000.0, 'scrape_seconds': 1e-05, 'query_seconds': 2e-06}
     """
     slopes = {}
     for column in ("body_bytes", "heap_bytes", "scrape_seconds", "query_seconds"):

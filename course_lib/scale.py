@@ -9,9 +9,13 @@ move with ``COURSE_PORT_OFFSET``, and ``python -m course_lib down`` stops them t
 
 >>> from course_lib import scale
 >>> scale.start(["replica-1", "replica-2"])        # doctest: +SKIP
->>> scale.set_replica_targets(["replica-1"])       # Prometheus drops replica-2, no restart
+['replica-1', 'replica-2']
+>>> scale.set_replica_targets(["replica-1"])       # doctest: +SKIP
 >>> scale.stop()                                   # doctest: +SKIP
 ['replica-1', 'replica-2']
+
+``set_replica_targets`` rewrites the file-SD file: Prometheus drops replica-2 without a
+restart.
 """
 
 from __future__ import annotations
