@@ -15,13 +15,14 @@ declare -A DEBIAN_PACKAGE=(
   [ffprobe]=ffmpeg
   [redis-server]=redis-server
   [docker-compose]=docker-compose
+  [victoria-metrics]=victoria-metrics  # long-term store of notebook 07
 )
 declare -A BREW_PACKAGE=(
   [prometheus]=prometheus [promtool]=prometheus
   [prometheus-alertmanager|alertmanager]=alertmanager [amtool]=alertmanager
   [prometheus-pushgateway|pushgateway]=pushgateway
   [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [redis-server]=redis
-  [docker-compose]=docker-compose
+  [docker-compose]=docker-compose [victoria-metrics]=victoriametrics
 )
 
 have() {  # have "a|b" -> true when any alternative is on PATH

@@ -59,6 +59,16 @@ def test_notebook_runs_with_solutions(path: Path, stack, tmp_path):
         execution_timeout=300,
     )
     print(f"{path.name}: {time.monotonic() - t0:.1f}s")
+    _assert_no_extra_process_left(stack)
+
+
+def _assert_no_extra_process_left(stack) -> None:
+    """A notebook that starts extra processes (replicas, more Prometheus servers) stops them."""
+    from course_lib import scale
+
+    left = scale.running(stack.config)
+    scale.stop(cfg=stack.config)  # so one failure doesn't cascade into the next notebook
+    assert left == [], f"extra processes left running: {left}"
 
 
 # --- without solutions: the first exercise stops the run and shows its hint ---------------------
@@ -110,6 +120,7 @@ def test_notebook_without_solutions_stops_at_the_first_exercise(path: Path, stac
             progress_bar=False,
             execution_timeout=300,
         )
+    _assert_no_extra_process_left(stack)  # the first exercise comes before any is started
     err = info.value
     assert err.ename == "ExerciseNotAnswered", (err.ename, err.evalue)
     assert err.source.strip() == source.strip(), "stopped somewhere else than the first exercise"

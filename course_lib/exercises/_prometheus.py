@@ -14,6 +14,7 @@ from .core import ExerciseSetupError, StackLike
 
 TIMEOUT = 15.0
 DEFAULT_SCRAPE_INTERVAL = 5.0
+SETTLE_SECONDS = 1.0
 
 
 class QueryRejected(Exception):
@@ -32,9 +33,12 @@ def prometheus_url(stack: StackLike | str | None) -> str:
 
 
 def eval_time(at: float | str | datetime | None) -> float:
-    """Return the evaluation time as Unix seconds (None: now)."""
+    """Return the evaluation time as Unix seconds (None: a second ago)."""
     if at is None:
-        return _time.time()
+        # A sample is stamped when its scrape starts and lands when the scrape ends: at
+        # "now", one can still arrive between evaluating the reference and the answer, and
+        # the two differ. A second ago, every scrape of the window has landed.
+        return _time.time() - SETTLE_SECONDS
     if isinstance(at, datetime):
         return at.timestamp()
     if isinstance(at, str):
