@@ -255,31 +255,9 @@ def line_plot(
 
 def make_clip(path: Any, seconds: float = 1.0) -> Any:
     """Write a small real MP4 (ffmpeg's test pattern) to ``path`` and return the path."""
-    import subprocess
-    from pathlib import Path
+    from course_lib.service.media import make_clip as render
 
-    path = Path(path)
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size=160x90:rate=10:duration={seconds}",
-            "-pix_fmt",
-            "yuv420p",
-            "-g",
-            "10",
-            str(path),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return path
+    return render(path, seconds=seconds)
 
 
 def wait_for_job(stack: Any, job_id: str, timeout: float = 60.0) -> dict:

@@ -34,7 +34,6 @@ import math
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -166,44 +165,14 @@ def _hot_frames(videos: list[tuple[str, float]]) -> tuple[list[tuple[str, float]
 
 def _render_clips(count: int = 2) -> list[bytes]:
     """Render tiny clips to upload (empty if ffmpeg is missing)."""
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
+    if shutil.which("ffmpeg") is None:
         return []
-    clips = []
+    from course_lib.service.media import make_clip
+
     with tempfile.TemporaryDirectory(prefix="vrewcraft-traffic-") as tmp:
-        for i in range(count):
-            path = Path(tmp) / f"clip-{i}.mp4"
-            subprocess.run(
-                [
-                    ffmpeg,
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-nostdin",
-                    "-y",
-                    "-f",
-                    "lavfi",
-                    "-i",
-                    f"testsrc2=size=160x90:rate=10:duration={1 + i}",
-                    "-c:v",
-                    "libx264",
-                    "-preset",
-                    "ultrafast",
-                    "-threads",
-                    "1",
-                    "-g",
-                    "10",
-                    "-pix_fmt",
-                    "yuv420p",
-                    "-movflags",
-                    "+faststart",
-                    str(path),
-                ],
-                check=True,
-                timeout=30,
-            )
-            clips.append(path.read_bytes())
-    return clips
+        return [
+            make_clip(Path(tmp) / f"clip-{i}.mp4", seconds=1 + i).read_bytes() for i in range(count)
+        ]
 
 
 class _Generator:

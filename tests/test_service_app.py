@@ -14,8 +14,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from course_lib.service.app import make_app
+from course_lib.service.media import make_clip
 from course_lib.service.middleware import UNMATCHED_ROUTE
-from course_lib.service.testing import make_clip, seeded_settings
+from course_lib.service.testing import seeded_settings
 
 THUMB_ROUTE = "/api/videos/{video_id}/thumbnail"
 

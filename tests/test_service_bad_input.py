@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from course_lib.service.app import make_app
-from course_lib.service.testing import corrupt_video, make_clip, rendered_samples, seeded_settings
+from course_lib.service.media import make_clip
+from course_lib.service.testing import corrupt_video, rendered_samples, seeded_settings
 
 LIMIT = 256 * 1024  # a small upload limit so the 413 tests are cheap
 

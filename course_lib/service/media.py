@@ -1,9 +1,12 @@
 """Real ffmpeg work: probe, thumbnail, trim with progress, and sample generation.
 
-Probe, trim and sample generation run the ffmpeg/ffprobe command-line tools, built with
-ffmpeg-python (``ffmpeg.input(...).output(...).compile()``) and run as asyncio
-subprocesses, so the event loop keeps serving while ffmpeg works; a trim streams its
-``-progress`` output to the job's WebSocket watchers.
+Probe, trim and clip rendering run the ffmpeg/ffprobe command-line tools as asyncio
+subprocesses (``run_process``: killed on timeout or cancel), so the event loop keeps
+serving while ffmpeg works; a trim streams its ``-progress`` output to the job's
+WebSocket watchers. Every ffmpeg command is built with ffmpeg-python
+(``ffmpeg.input(...).output(...).compile()``); ffprobe's one fixed command is a plain
+list, because ffmpeg-python has no ffprobe builder (only ``ffmpeg.probe``, which runs
+it blocking and leaves it running on a timeout).
 
 Thumbnails are decoded *in-process* with PyAV (``av``: Python bindings to FFmpeg's own
 libraries, libavformat/libavcodec/libswscale), like the seed's thumbnail service, which
@@ -29,6 +32,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -76,6 +80,8 @@ SAMPLE_SOURCES = (
 )
 SAMPLE_SIZE = "320x180"
 SAMPLE_FPS = 15
+#: Frame rate of upload test clips (``make_clip``).
+CLIP_FPS = 10
 
 PROCESS_TIMEOUT = 60.0
 
@@ -128,9 +134,15 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
 
 
 async def run_process(
-    args: Sequence[str], timeout: float = PROCESS_TIMEOUT
+    args: Sequence[str],
+    timeout: float = PROCESS_TIMEOUT,
+    on_line: Callable[[str], Awaitable[None]] | None = None,
 ) -> tuple[int, bytes, str]:
-    """Run a command; return (exit code, stdout, stderr tail). Killed on timeout or cancel."""
+    """Run a command; return (exit code, stdout, stderr tail). Killed on timeout or cancel.
+
+    With ``on_line``, stdout is handed over line by line as it arrives (and the returned
+    stdout is empty) instead of being collected.
+    """
     proc = await asyncio.create_subprocess_exec(
         *args,
         stdin=asyncio.subprocess.DEVNULL,
@@ -140,12 +152,25 @@ async def run_process(
     try:
         async with asyncio.timeout(timeout):
             assert proc.stdout is not None and proc.stderr is not None
-            out, err = await asyncio.gather(proc.stdout.read(), _read_tail(proc.stderr))
+            out, err = await asyncio.gather(
+                _read_all(proc.stdout, on_line), _read_tail(proc.stderr)
+            )
             code = await proc.wait()
     except BaseException:
         await _kill(proc)
         raise
     return code, out, err
+
+
+async def _read_all(
+    stream: asyncio.StreamReader, on_line: Callable[[str], Awaitable[None]] | None
+) -> bytes:
+    """Return a stream's bytes, or pass each line to ``on_line`` and return nothing."""
+    if on_line is None:
+        return await stream.read()
+    async for raw in stream:
+        await on_line(raw.decode("utf-8", "replace"))
+    return b""
 
 
 def extract_thumbnail(path: Path, t: float, width: int, operation: str = "thumbnail") -> bytes:
@@ -248,32 +273,39 @@ def build_trim_args(ffmpeg_bin: str, src: Path, dst: Path, start: float, end: fl
     )
 
 
-def build_sample_args(
-    ffmpeg_bin: str, dst: Path, source: str, tone: int, seconds: float
+def build_clip_args(
+    ffmpeg_bin: str,
+    dst: Path,
+    seconds: float,
+    source: str = "testsrc2",
+    size: str = SAMPLE_SIZE,
+    fps: int = SAMPLE_FPS,
+    tone: int | None = None,
 ) -> list[str]:
-    """Return the command that renders one sample clip from ffmpeg's test sources."""
-    video = ffmpeg.input(
-        f"{source}=size={SAMPLE_SIZE}:rate={SAMPLE_FPS}:duration={seconds}", f="lavfi"
-    )
-    audio = ffmpeg.input(f"sine=frequency={tone}:duration={seconds}", f="lavfi")
+    """Return the command that renders a clip from ffmpeg's test sources (+ a sine tone).
+
+    >>> build_clip_args("ffmpeg", Path("c.mp4"), 1.0)[:5]
+    ['ffmpeg', '-f', 'lavfi', '-i', 'testsrc2=size=320x180:rate=15:duration=1.0']
+    """
+    streams = [ffmpeg.input(f"{source}=size={size}:rate={fps}:duration={seconds}", f="lavfi")]
+    audio: dict[str, object] = {}
+    if tone is not None:
+        streams.append(ffmpeg.input(f"sine=frequency={tone}:duration={seconds}", f="lavfi"))
+        audio = {"acodec": "aac", "audio_bitrate": "32k", "ac": 1, "shortest": None}
     # One encoder thread per clip: clips are rendered in parallel, and x264's thread
-    # start-up costs more than it saves at 320x180.
+    # start-up costs more than it saves at these sizes. A keyframe every second (-g).
     return (
         ffmpeg.output(
-            video,
-            audio,
+            *streams,
             str(dst),
             vcodec="libx264",
             preset="ultrafast",
             threads=1,
-            g=SAMPLE_FPS,
+            g=fps,
             pix_fmt="yuv420p",
-            acodec="aac",
-            audio_bitrate="32k",
-            ac=1,
             movflags="+faststart",
             format="mp4",
-            shortest=None,
+            **audio,
         )
         .global_args("-hide_banner", "-loglevel", "error", "-nostdin", "-y")
         .compile(cmd=ffmpeg_bin)
@@ -438,27 +470,16 @@ class Media:
         """
         partial = dst.with_name(f".{dst.name}.partial")
         args = _niced(self._args(build_trim_args(self.ffmpeg_bin, src, partial, start, end)))
+
+        async def on_line(line: str) -> None:
+            """Forward progress below 100 % (the job itself reports the end)."""
+            progress = parse_progress(line, end - start)
+            if progress is not None and progress < 1.0:
+                await on_progress(progress)
+
         try:
             with self.metrics.ffmpeg_job("trim"):
-                proc = await asyncio.create_subprocess_exec(
-                    *args,
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                )
-                try:
-                    assert proc.stdout is not None and proc.stderr is not None
-                    err_task = asyncio.ensure_future(_read_tail(proc.stderr))
-                    async with asyncio.timeout(PROCESS_TIMEOUT):
-                        async for raw in proc.stdout:
-                            progress = parse_progress(raw.decode("ascii", "replace"), end - start)
-                            if progress is not None and progress < 1.0:
-                                await on_progress(progress)
-                        err = await err_task
-                        code = await proc.wait()
-                except BaseException:
-                    await _kill(proc)
-                    raise
+                code, _, err = await run_process(args, on_line=on_line)
                 if code != 0:
                     raise FFmpegError("trim", code, err)
             os.replace(partial, dst)
@@ -471,13 +492,30 @@ class Media:
         partial = dst.with_name(f".{dst.name}.partial")
         try:
             code, _, err = await run_process(
-                build_sample_args(self.ffmpeg_bin, partial, source, tone, seconds)
+                build_clip_args(self.ffmpeg_bin, partial, seconds, source=source, tone=tone)
             )
             if code != 0:
                 raise FFmpegError("sample", code, err)
             os.replace(partial, dst)
         finally:
             partial.unlink(missing_ok=True)
+
+
+def make_clip(path: Path | str, seconds: float = 1.0, size: str = "160x90") -> Path:
+    """Render a small real MP4 (ffmpeg's test pattern, no audio) to ``path`` (blocking).
+
+    The clip learners and tests upload. Raises FFmpegError with ffmpeg's message.
+
+    >>> import tempfile
+    >>> make_clip(Path(tempfile.mkdtemp()) / "clip.mp4").stat().st_size > 1000
+    True
+    """
+    path = Path(path)
+    args = build_clip_args("ffmpeg", path, seconds, size=size, fps=CLIP_FPS)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=PROCESS_TIMEOUT)
+    if done.returncode != 0:
+        raise FFmpegError("clip", done.returncode, done.stderr)
+    return path
 
 
 def _niced(args: list[str]) -> list[str]:

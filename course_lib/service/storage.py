@@ -7,8 +7,8 @@ the pool, and ``total = idle + active``. Queries run in a worker thread
 
 >>> import tempfile
 >>> store = VideoStore(Path(tempfile.mkdtemp()) / "db.sqlite3", pool_size=2)
->>> store.pool.stats()
-{'idle': 0, 'active': 0, 'total': 0}
+>>> store.pool.stats()  # the connection that created the schema, back in the pool
+{'idle': 1, 'active': 0, 'total': 1}
 >>> store.close()
 """
 
@@ -258,11 +258,6 @@ class VideoStore:
         )
         count = (await self._run("SELECT COUNT(*) FROM videos"))[0][0]
         return [Video(**dict(r)) for r in rows], count
-
-    async def video_ids(self, source: str) -> list[str]:
-        """Return the ids of all videos from one source."""
-        rows = await self._run("SELECT id FROM videos WHERE source = ? ORDER BY id", (source,))
-        return [r[0] for r in rows]
 
     async def save_job(self, job: Job) -> None:
         """Insert or replace a job row."""

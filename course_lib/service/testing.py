@@ -65,39 +65,6 @@ def seeded_settings(data_dir: Path, sample_count: int = 2, **overrides: object) 
     return Settings(data_dir=data_dir, sample_count=sample_count, **overrides)  # type: ignore[arg-type]
 
 
-def make_clip(path: Path, seconds: float = 1.0, size: str = "160x90") -> Path:
-    """Render a tiny test clip with ffmpeg (for upload tests)."""
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-nostdin",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"testsrc2=size={size}:rate=10:duration={seconds}",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-threads",
-            "1",
-            "-g",
-            "10",
-            "-pix_fmt",
-            "yuv420p",
-            "-movflags",
-            "+faststart",
-            str(path),
-        ],
-        check=True,
-    )
-    return path
-
-
 def corrupt_video(src: Path, dst: Path, seed: int = 1) -> Path:
     """Copy ``src`` with its media data (``mdat``) overwritten by random bytes.
 

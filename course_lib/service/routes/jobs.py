@@ -1,0 +1,83 @@
+"""Edits: start a trim job, read its state, follow it over a WebSocket."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..deps import JobId, ServiceDep, VideoId, inject_faults, is_valid_id, video_or_404
+from ..errors import ERROR_RESPONSE, ApiError
+
+router = APIRouter(tags=["edits"])
+api = [Depends(inject_faults)]
+
+
+class TrimRequest(BaseModel):
+    """Body of POST /api/videos/{video_id}/trim."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    start: float = Field(ge=0, description="First second to keep")
+    end: float = Field(gt=0, description="Second to stop at (exclusive)")
+
+
+@router.post(
+    "/api/videos/{video_id}/trim",
+    status_code=202,
+    dependencies=api,
+    responses={404: ERROR_RESPONSE, 422: ERROR_RESPONSE},
+)
+async def trim(
+    svc: ServiceDep, video_id: VideoId, body: Annotated[TrimRequest, Body()]
+) -> dict[str, Any]:
+    """Start a trim job keeping [start, end); follow it at /api/jobs or /ws/jobs."""
+    video = await video_or_404(svc, video_id)
+    problem = None
+    if body.start >= body.end:
+        problem = f"start ({body.start}) must be before end ({body.end})"
+    elif body.end > video.duration + 0.001:
+        problem = f"end ({body.end}) is past the end of the video ({video.duration:.3f} s)"
+    if problem:
+        svc.metrics.video_edits.labels(edit_type="trim", status="rejected").inc()
+        raise ApiError(422, "invalid_range", problem)
+    job = await svc.jobs.submit(video, body.start, body.end)
+    return {
+        "job_id": job.id,
+        "status": job.status,
+        "job": job.public(),
+        "status_url": f"/api/jobs/{job.id}",
+        "websocket_url": f"/ws/jobs/{job.id}",
+    }
+
+
+@router.get("/api/jobs/{job_id}", dependencies=api, responses={404: ERROR_RESPONSE})
+async def get_job(svc: ServiceDep, job_id: JobId) -> dict[str, Any]:
+    """Return a job's state and progress (0..1)."""
+    job = await svc.jobs.get(job_id)
+    if job is None:
+        raise ApiError(404, "not_found", f"no job with id {job_id!r}")
+    return job.public()
+
+
+@router.websocket("/ws/jobs/{job_id}")
+async def job_progress(websocket: WebSocket, svc: ServiceDep, job_id: str) -> None:
+    """Push the job's state on every change until it finishes, then close (1000)."""
+    await websocket.accept()
+    svc.metrics.websocket_connections.inc()
+    try:
+        job = await svc.jobs.get(job_id) if is_valid_id(job_id) else None
+        if job is None:
+            await websocket.send_json(
+                {"error": "not_found", "detail": f"no job with id {job_id!r}"}
+            )
+            await websocket.close(code=4404)
+            return
+        async for state in svc.jobs.watch(job_id):
+            await websocket.send_json(state.public())
+        await websocket.close(code=1000)
+    except WebSocketDisconnect:
+        pass  # the client left; nothing to clean up but the gauge
+    finally:
+        svc.metrics.websocket_connections.dec()

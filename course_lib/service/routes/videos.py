@@ -1,0 +1,150 @@
+"""Videos: upload, list, metadata and thumbnails."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from ..core import Service
+from ..deps import ServiceDep, VideoId, inject_faults, video_or_404
+from ..errors import ERROR_RESPONSE, ApiError
+from ..media import FFmpegError, NotAVideo, safe_filename
+from ..storage import Video, now
+from ..uploads import UploadRejected, receive_upload
+
+router = APIRouter(tags=["videos"], dependencies=[Depends(inject_faults)])
+
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary"}},
+            }
+        }
+    },
+}
+
+
+@router.post(
+    "/api/upload",
+    status_code=201,
+    responses={s: ERROR_RESPONSE for s in (400, 413, 415, 422)},
+    openapi_extra={"requestBody": UPLOAD_BODY},
+)
+async def upload(svc: ServiceDep, request: Request) -> dict[str, Any]:
+    """Store an uploaded video: streamed to disk, size-limited, probed, then recorded."""
+    return await handle_upload(svc, request)
+
+
+@router.get("/api/videos")
+async def list_videos(
+    svc: ServiceDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> dict[str, Any]:
+    """List videos, oldest first."""
+    videos, count = await svc.store.list_videos(limit, offset)
+    return {
+        "videos": [v.public() for v in videos],
+        "count": count,
+        "limit": limit,
+        "offset": offset,
+    }
+
+
+@router.get("/api/videos/{video_id}", responses={404: ERROR_RESPONSE})
+async def get_video(svc: ServiceDep, video_id: VideoId) -> dict[str, Any]:
+    """Return one video's metadata."""
+    return (await video_or_404(svc, video_id)).public()
+
+
+@router.get(
+    "/api/videos/{video_id}/thumbnail",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}, 404: ERROR_RESPONSE, 422: ERROR_RESPONSE},
+)
+async def thumbnail(
+    svc: ServiceDep,
+    video_id: VideoId,
+    t: Annotated[
+        float, Query(ge=0, allow_inf_nan=False, description="Seconds into the video")
+    ] = 0.0,
+) -> Response:
+    """Return a JPEG of the frame at ``t`` seconds, from the cache when possible."""
+    video = await video_or_404(svc, video_id)
+    if t >= video.duration:
+        raise ApiError(
+            422, "t_out_of_range", f"t={t} is past the end of the video ({video.duration:.3f} s)"
+        )
+    try:
+        image, hit = await svc.thumbnails.get(
+            video.id, svc.settings.data_dir / video.path, t, video.duration
+        )
+    except FFmpegError as exc:
+        raise ApiError(500, "ffmpeg_failed", str(exc)) from exc
+    return Response(
+        image,
+        media_type="image/jpeg",
+        headers={"X-Cache": "HIT" if hit else "MISS", "Cache-Control": "public, max-age=3600"},
+    )
+
+
+async def handle_upload(svc: Service, request: Request) -> dict[str, Any]:
+    """Receive, validate and store one upload; count it by outcome whatever happens."""
+    s, m = svc.settings, svc.metrics
+    start = time.perf_counter()
+    status = "failed"
+    received = None
+    stored: Path | None = None
+    try:
+        try:
+            received = await receive_upload(request, s.tmp_dir, s.max_upload_bytes)
+            probe = await svc.media.probe(received.path)
+            # ffprobe reads headers only; decoding one frame proves the data is usable
+            # (in-process, like thumbnails; counted as part of the probe).
+            await svc.media.thumbnail(received.path, 0.0, probe.duration, operation="probe")
+        except UploadRejected as exc:
+            status = "rejected"
+            raise ApiError(exc.status, exc.code, exc.message) from exc
+        except NotAVideo as exc:
+            status = "rejected"
+            raise ApiError(415, "not_a_video", f"the file is not a video: {exc}") from exc
+        except FFmpegError as exc:
+            if svc.faults.ffmpeg_broken:
+                raise ApiError(500, "ffmpeg_failed", str(exc)) from exc
+            status = "rejected"
+            raise ApiError(422, "corrupt_video", f"the video could not be decoded: {exc}") from exc
+        video_id = uuid.uuid4().hex
+        stored = s.uploads_dir / f"{video_id}.video"
+        os.replace(received.path, stored)
+        video = Video(
+            id=video_id,
+            filename=safe_filename(received.filename),
+            path=str(stored.relative_to(s.data_dir)),
+            source="upload",
+            size_bytes=received.size,
+            duration=probe.duration,
+            width=probe.width,
+            height=probe.height,
+            codec=probe.codec,
+            created_at=now(),
+        )
+        await svc.store.add_video(video)
+        status = "success"
+        return video.public()
+    finally:
+        if status != "success" and stored is not None:
+            stored.unlink(missing_ok=True)
+        if received is not None:
+            received.path.unlink(missing_ok=True)
+        m.video_uploads.labels(status=status).inc()
+        m.upload_duration.observe(time.perf_counter() - start)
