@@ -7,15 +7,14 @@ prints the same tables the notebook shows:
    target; head series, /metrics size, scrape duration, heap and query time, measured
    from the scratch Prometheus, and the cost per series fitted over the four steps.
 2. Recording rules: the p99 and request-rate panels, raw and recorded, as range queries
-   (step 2 s) over everything the rules have recorded, after ``--history`` seconds of
-   traffic; median of 5 evaluations as Prometheus times them.
+   (step 60 s) over the stack's day of history, whose recorded series the stack
+   backfilled with promtool; median of 5 evaluations as Prometheus times them.
 3. Dedup: samples of one series held by each Prometheus of the HA pair and by
    VictoriaMetrics over 20 s, then the largest gap after ``kill -9`` of one of the pair.
 
 Usage::
 
-    python bench/production.py                 # 120 s of history before timing the rules
-    python bench/production.py --history 600
+    python bench/production.py
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from course_lib import cardinality, querycost, scale, stack
+from course_lib import cardinality, querycost, recorded_history, scale, stack
 from course_lib.config import StackConfig
 
 PANELS = {
@@ -69,14 +68,11 @@ def bench_cardinality(cfg: StackConfig) -> None:
 
 
 def bench_recording_rules(ready: stack.Stack) -> None:
-    since = ready.query(
-        "min_over_time(timestamp(job_route:vrewcraft_http_requests:rate5m)[1h:2s])"
-    )["value"].min()
-    end = time.time()
-    window = {"start": max(since, end - 3600), "end": end, "step": 2}
+    recorded = recorded_history.wait_until_loaded(ready.config)
+    window = {"start": recorded["start"], "end": recorded["end"], "step": 60}
     speed = querycost.speedup(ready.prometheus_url, PANELS, **window)
-    minutes = (end - window["start"]) / 60
-    print(f"\n== recording rules (range queries over {minutes:.1f} min, step 2 s)")
+    hours = (window["end"] - window["start"]) / 3600
+    print(f"\n== recording rules (range queries over {hours:.1f} h of history, step 60 s)")
     print(speed.round(3).to_string())
 
 
@@ -104,20 +100,14 @@ def bench_dedup(cfg: StackConfig) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--history", type=float, default=120, help="seconds of traffic before timing the rules"
-    )
-    args = parser.parse_args()
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     with tempfile.TemporaryDirectory(prefix="course-bench-") as tmp:
         env = {"COURSE_PORT_OFFSET": "32000", "COURSE_STATE_DIR": str(Path(tmp) / "state")}
         cfg = StackConfig.from_env(env)
         try:
             ready = stack.up(cfg, progress=lambda msg: print(f"[stack] {msg}", flush=True))
-            t0 = time.monotonic()
             bench_cardinality(cfg)
             scale.start(["victoria-metrics", "prometheus-ha-a", "prometheus-ha-b"], cfg)
-            time.sleep(max(0.0, args.history - (time.monotonic() - t0)))
             bench_recording_rules(ready)
             bench_dedup(cfg)
         finally:

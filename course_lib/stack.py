@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from course_lib import backfill, history, supervisor
+from course_lib import backfill, history, recorded_history, supervisor
 from course_lib.config import DEFAULT_PORTS, HOST, StackConfig, port_env_var
 from course_lib.supervisor import (
     ConfigError,
@@ -474,6 +474,9 @@ def up(cfg: StackConfig | None = None, timeout: float = 60.0, progress: Progress
         _wait_for_targets(cfg, jobs, timeout, progress)
     if backfill.needs_history(cfg) and any(c.name == "prometheus" for c in comps):
         backfill.place_after_start(cfg, progress)
+    # The recording rules' output over that day, as if they had run all day (once).
+    if any(c.name == "prometheus" for c in comps):
+        recorded_history.place(cfg, progress)
     progress(f"stack ready in {time.monotonic() - t0:.1f}s: {cfg.url('prometheus')}")
     return Stack(cfg, started=[c.name for c in to_start])
 
