@@ -15,6 +15,8 @@ declare -A DEBIAN_PACKAGE=(
   [ffprobe]=ffmpeg
   [redis-server]=redis-server
   [docker-compose]=docker-compose
+  # A real browser opens the rendered dashboard page in the tests (Playwright drives it).
+  [chromium|chromium-browser]=chromium
   [victoria-metrics]=victoria-metrics  # long-term store of notebook 07
 )
 declare -A BREW_PACKAGE=(
@@ -22,7 +24,8 @@ declare -A BREW_PACKAGE=(
   [prometheus-alertmanager|alertmanager]=alertmanager [amtool]=alertmanager
   [prometheus-pushgateway|pushgateway]=pushgateway
   [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [redis-server]=redis
-  [docker-compose]=docker-compose [victoria-metrics]=victoriametrics
+  [docker-compose]=docker-compose [chromium|chromium-browser]=chromium
+  [victoria-metrics]=victoriametrics
 )
 
 have() {  # have "a|b" -> true when any alternative is on PATH
