@@ -35,6 +35,12 @@ PANELS = {
         "(rate(vrewcraft_http_request_duration_seconds_bucket[5m])))",
         "job:vrewcraft_http_request_duration_seconds:p99_rate5m",
     ),
+    "p99 latency by route": (
+        "histogram_quantile(0.99, sum by (job, route, le) "
+        "(rate(vrewcraft_http_request_duration_seconds_bucket[5m])))",
+        "histogram_quantile(0.99, "
+        "job_route_le:vrewcraft_http_request_duration_seconds_bucket:rate5m)",
+    ),
     "requests by route": (
         "sum by (job, route) (rate(vrewcraft_http_requests_total[5m]))",
         "job_route:vrewcraft_http_requests:rate5m",

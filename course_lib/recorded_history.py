@@ -10,11 +10,12 @@ Prometheus picks new blocks up on its own rescan, about once a minute, so
 needs them.
 
 The blocks end before the live head begins (the day's end), so a restart of
-Prometheus never drops live samples because of them. Done once per state
-directory; ``<state dir>/recorded-history.json`` remembers it.
+Prometheus never drops live samples because of them. Done once per rule and
+state directory; ``<state dir>/recorded-history.json`` remembers which rules have
+their day (a rule added later gets its own backfill at the next ``up``).
 
 >>> place(cfg, progress=print)                                 # doctest: +SKIP
-recorded history: 5 rules over the day in 6.3s (13 blocks, eval every 60s)
+recorded history: 6 recording rules over the day in 8.2s (74 blocks, eval every 60s); ...
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import yaml
 
 from course_lib import backfill, supervisor
 from course_lib.config import StackConfig
@@ -61,12 +64,24 @@ def place(cfg: StackConfig, progress: Progress = lambda _: None) -> dict | None:
 
     Returns None when the stack has no day of history or no recording rules.
     """
-    if (done := placed(cfg)) is not None:
-        return done
     day = backfill.window(cfg)
-    rules = cfg.config_dir / RULES_FILE
-    if day is None or not rules.exists():
+    rules_path = cfg.config_dir / RULES_FILE
+    if day is None or not rules_path.exists():
         return None
+    done = placed(cfg)
+    groups = yaml.safe_load(rules_path.read_text()).get("groups", [])
+    recorded_before = set(done.get("rules", [])) if done else set()
+    # A rule added since the last backfill gets its day too; the others keep theirs.
+    for group in groups:
+        group["rules"] = [
+            r
+            for r in group.get("rules", [])
+            if "record" in r and r["record"] not in recorded_before
+        ]
+    groups = [g for g in groups if g["rules"]]
+    if not groups:
+        return done
+    names = [r["record"] for g in groups for r in g["rules"]]
     promtool = supervisor.find_binary(["promtool"])
     if promtool is None:
         raise supervisor.MissingBinaryError(
@@ -75,6 +90,8 @@ def place(cfg: StackConfig, progress: Progress = lambda _: None) -> dict | None:
     scratch = cfg.state_dir / SCRATCH
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
+    rules = scratch / "rules.yml"
+    rules.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
     # Leave the last minutes out: a rule at the day's very end could read live samples.
     start, end = day.start + 5 * 60, day.end - 5 * 60
     argv = [
@@ -101,6 +118,12 @@ def place(cfg: StackConfig, progress: Progress = lambda _: None) -> dict | None:
         )
     tsdb = cfg.data_dir / "prometheus"
     blocks = sorted(p.name for p in scratch.iterdir() if (p / "meta.json").exists())
+    if not blocks:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise RecordedHistoryError(
+            f"promtool wrote no blocks for {', '.join(names)} over the day of history: does "
+            f"the day hold the series they read? Command: {' '.join(argv)}"
+        )
     for name in blocks:
         (scratch / name).rename(tsdb / name)  # same filesystem: atomic
     shutil.rmtree(scratch, ignore_errors=True)
@@ -108,13 +131,14 @@ def place(cfg: StackConfig, progress: Progress = lambda _: None) -> dict | None:
         "start": start,
         "end": end,
         "eval_interval": EVAL_INTERVAL,
-        "blocks": len(blocks),
+        "rules": sorted(recorded_before | set(names)),
+        "blocks": len(blocks) + (done["blocks"] if done else 0),
         "seconds": round(time.monotonic() - t0, 2),
         "moved_at": time.time(),
     }
     (cfg.state_dir / RECORD).write_text(json.dumps(record, indent=2) + "\n")
     progress(
-        f"recorded history: the recording rules over the day in {record['seconds']:.1f}s "
+        f"recorded history: {len(names)} recording rules over the day in {record['seconds']:.1f}s "
         f"({len(blocks)} blocks, eval every {EVAL_INTERVAL}s); Prometheus loads them within "
         "a minute"
     )
@@ -131,9 +155,13 @@ def wait_until_loaded(cfg: StackConfig, timeout: float = 90.0) -> dict:
             "this stack has no recorded history: it has no day of history, or was started "
             "before recording rules existed. `make clean` then `make lab` writes both."
         )
-    probe = f"count(last_over_time({PROBE}[10m] @ {(record['start'] + record['end']) // 2}))"
+    names = "|".join(record.get("rules", [PROBE]))
+    at = record["end"]
+    probe = f'count by (__name__) (last_over_time({{__name__=~"{names}"}}[24h] @ {at}))'
+    wanted = len(record.get("rules", [PROBE]))
+    url = cfg.url("prometheus")
     deadline = time.monotonic() + timeout
-    while prom.query(cfg.url("prometheus"), probe).empty:
+    while len(prom.query(url, probe)) < wanted:
         if time.monotonic() >= deadline:
             raise RecordedHistoryError(
                 f"Prometheus has not loaded the recorded history within {timeout:.0f}s "
