@@ -86,7 +86,7 @@ def bench_dedup(cfg: StackConfig) -> None:
     vm = cfg.url("victoria-metrics")
     enough = lambda df: not df.empty and df["value"].item() >= 18  # noqa: E731
     scale.wait_for(vm, f"count_over_time({SELECTOR}[40s])", enough, timeout=60)
-    copies = scale.ha_samples(cfg, SELECTOR, "20s", at=time.time() - 10)
+    copies = scale.ha_samples(cfg, SELECTOR, "20s", at=scale.dedup_aligned(time.time() - 4))
     print("\n== HA pair -> VictoriaMetrics (samples of one series in 20 s)")
     for name, series in copies.items():
         for labels, times in series.items():

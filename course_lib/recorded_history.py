@@ -70,7 +70,7 @@ def place(cfg: StackConfig, progress: Progress = lambda _: None) -> dict | None:
         return None
     done = placed(cfg)
     groups = yaml.safe_load(rules_path.read_text()).get("groups", [])
-    recorded_before = set(done.get("rules", [])) if done else set()
+    recorded_before = set(done["rules"]) if done else set()
     # A rule added since the last backfill gets its day too; the others keep theirs.
     for group in groups:
         group["rules"] = [

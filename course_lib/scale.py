@@ -44,6 +44,7 @@ __all__ = [
     "extra_component",
     "kill",
     "replica_targets_file",
+    "dedup_aligned",
     "federated_names",
     "ha_samples",
     "running",
@@ -525,6 +526,21 @@ def sample_times(
             float(t) for t, _ in item["values"]
         ]
     return series
+
+
+def dedup_aligned(t: float) -> float:
+    """Return the end of the last whole deduplication interval at or before ``t``.
+
+    VictoriaMetrics keeps the newest sample of each interval of the clock
+    (``-dedup.minScrapeInterval``). A query window that ends inside an interval sees
+    the copies that arrived before its end, not the one that wins later: read whole
+    intervals to see what is stored.
+
+    >>> dedup_aligned(1001.3)
+    1000.0
+    """
+    interval = float(HA_SCRAPE_INTERVAL.rstrip("s"))
+    return t // interval * interval
 
 
 def ha_samples(

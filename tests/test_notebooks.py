@@ -49,26 +49,32 @@ def test_notebook_runs_with_solutions(path: Path, stack, tmp_path):
     import papermill
 
     t0 = time.monotonic()
-    papermill.execute_notebook(
-        str(path),
-        str(tmp_path / path.name),
-        parameters={"SOLUTIONS": True},
-        cwd=str(NOTEBOOK_DIR),
-        kernel_name="python3",
-        progress_bar=False,
-        execution_timeout=300,
-    )
+    try:
+        papermill.execute_notebook(
+            str(path),
+            str(tmp_path / path.name),
+            parameters={"SOLUTIONS": True},
+            cwd=str(NOTEBOOK_DIR),
+            kernel_name="python3",
+            progress_bar=False,
+            execution_timeout=300,
+        )
+    finally:
+        left = _stop_extra_processes(stack)
     print(f"{path.name}: {time.monotonic() - t0:.1f}s")
-    _assert_no_extra_process_left(stack)
+    assert left == [], f"extra processes left running: {left}"
 
 
-def _assert_no_extra_process_left(stack) -> None:
-    """A notebook that starts extra processes (replicas, more Prometheus servers) stops them."""
+def _stop_extra_processes(stack) -> list[str]:
+    """Stop what a notebook left running (replicas, more Prometheus servers); return the names.
+
+    Stopped whatever happened, so one failure doesn't cascade into the next notebook.
+    """
     from course_lib import scale
 
     left = scale.running(stack.config)
-    scale.stop(cfg=stack.config)  # so one failure doesn't cascade into the next notebook
-    assert left == [], f"extra processes left running: {left}"
+    scale.stop(cfg=stack.config)
+    return left
 
 
 # --- without solutions: the first exercise stops the run and shows its hint ---------------------
@@ -120,7 +126,8 @@ def test_notebook_without_solutions_stops_at_the_first_exercise(path: Path, stac
             progress_bar=False,
             execution_timeout=300,
         )
-    _assert_no_extra_process_left(stack)  # the first exercise comes before any is started
+    left = _stop_extra_processes(stack)
+    assert left == [], f"the first exercise comes before any extra process starts: {left}"
     err = info.value
     assert err.ename == "ExerciseNotAnswered", (err.ename, err.evalue)
     assert err.source.strip() == source.strip(), "stopped somewhere else than the first exercise"

@@ -14,7 +14,6 @@ from .core import ExerciseSetupError, StackLike
 
 TIMEOUT = 15.0
 DEFAULT_SCRAPE_INTERVAL = 5.0
-SETTLE_SECONDS = 1.0
 
 
 class QueryRejected(Exception):
@@ -33,12 +32,9 @@ def prometheus_url(stack: StackLike | str | None) -> str:
 
 
 def eval_time(at: float | str | datetime | None) -> float:
-    """Return the evaluation time as Unix seconds (None: a second ago)."""
+    """Return the evaluation time as Unix seconds (None: now)."""
     if at is None:
-        # A sample is stamped when its scrape starts and lands when the scrape ends: at
-        # "now", one can still arrive between evaluating the reference and the answer, and
-        # the two differ. A second ago, every scrape of the window has landed.
-        return _time.time() - SETTLE_SECONDS
+        return _time.time()
     if isinstance(at, datetime):
         return at.timestamp()
     if isinstance(at, str):
