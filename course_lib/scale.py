@@ -270,9 +270,6 @@ EXTRA_COMPONENTS: list[Component] = [
     *(_ha(n, r) for n, r in HA_PAIR.items()),
 ]
 
-# Debian package of each extra binary, for the "install it with" hint.
-supervisor.PACKAGES.setdefault("victoria-metrics", ("victoria-metrics", "victoriametrics"))
-
 
 def extra_component(name: str) -> Component:
     """Return the extra component called ``name``."""
