@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from course_lib import cardinality, querycost, recorded_history, scale, stack
+from course_lib import cardinality, prom, querycost, recorded_history, scale, stack
 from course_lib.config import StackConfig
 
 PANELS = {
@@ -85,7 +85,7 @@ def bench_recording_rules(ready: stack.Stack) -> None:
 def bench_dedup(cfg: StackConfig) -> None:
     vm = cfg.url("victoria-metrics")
     enough = lambda df: not df.empty and df["value"].item() >= 18  # noqa: E731
-    scale.wait_for(vm, f"count_over_time({SELECTOR}[40s])", enough, timeout=60)
+    prom.wait_for(vm, f"count_over_time({SELECTOR}[40s])", enough, timeout=60)
     copies = scale.ha_samples(cfg, SELECTOR, "20s", at=scale.dedup_aligned(time.time() - 4))
     print("\n== HA pair -> VictoriaMetrics (samples of one series in 20 s)")
     for name, series in copies.items():
@@ -97,7 +97,7 @@ def bench_dedup(cfg: StackConfig) -> None:
     scale.kill("prometheus-ha-a", cfg)
     killed = time.time()
     after = lambda df: not df.empty and df["value"].item() > killed + 6  # noqa: E731
-    scale.wait_for(vm, f"timestamp({SELECTOR})", after, timeout=30)
+    prom.wait_for(vm, f"timestamp({SELECTOR})", after, timeout=30)
     (across,) = scale.sample_times(vm, SELECTOR, f"{time.time() - killed + 20:.0f}s").values()
     print(
         f"kill -9 prometheus-ha-a: {len(across)} samples from {killed - across[0]:.0f} s before "

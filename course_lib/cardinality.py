@@ -7,9 +7,10 @@ the classic mistake of putting an unbounded id in a label. A scratch Prometheus
 from that Prometheus itself: head series, ``/metrics`` body size, scrape
 duration, heap per series and query time.
 
->>> from course_lib import cardinality
->>> df = cardinality.measure()                     # doctest: +SKIP
->>> df[["label_values", "head_series", "body_bytes"]]   # doctest: +SKIP
+Usage (needs the two scratch processes of ``course_lib.scale`` running)::
+
+    df = cardinality.measure()
+    df[["label_values", "head_series", "body_bytes"]]
 
 Command line (the scratch target itself)::
 
@@ -30,7 +31,7 @@ import numpy as np
 import pandas as pd
 import requests
 
-from course_lib import querycost
+from course_lib import prom, querycost
 from course_lib.config import HOST, StackConfig
 from course_lib.supervisor import NotReadyError
 
@@ -203,7 +204,7 @@ def per_series(df: pd.DataFrame) -> dict[str, float]:
 
 def tsdb_status(url: str, limit: int = 5) -> dict[str, pd.DataFrame]:
     """Return the TSDB status page's top-offender tables (``/api/v1/status/tsdb``) as frames."""
-    data = requests.get(f"{url}/api/v1/status/tsdb", timeout=10).json()["data"]
+    data = prom.status(url, "tsdb")
     tables = {}
     for key in (
         "seriesCountByMetricName",

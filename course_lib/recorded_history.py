@@ -14,8 +14,8 @@ Prometheus never drops live samples because of them. Done once per rule and
 state directory; ``<state dir>/recorded-history.json`` remembers which rules have
 their day (a rule added later gets its own backfill at the next ``up``).
 
->>> place(cfg, progress=print)                                 # doctest: +SKIP
-recorded history: 6 recording rules over the day in 8.2s (74 blocks, eval every 60s); ...
+``course_lib.stack.up`` calls ``place(cfg, progress)``, which prints e.g.
+"recorded history: 6 recording rules over the day in 8.2s (74 blocks, eval every 60s)".
 """
 
 from __future__ import annotations

@@ -7,12 +7,12 @@ federates the course Prometheus, and an HA pair of Prometheus servers that
 same pid files, logs and state directory, loopback-only listeners, ports that
 move with ``COURSE_PORT_OFFSET``, and ``python -m course_lib down`` stops them too.
 
->>> from course_lib import scale
->>> scale.start(["replica-1", "replica-2"])        # doctest: +SKIP
-['replica-1', 'replica-2']
->>> scale.set_replica_targets(["replica-1"])       # doctest: +SKIP
->>> scale.stop()                                   # doctest: +SKIP
-['replica-1', 'replica-2']
+Usage (each call starts or stops real processes)::
+
+    from course_lib import scale
+    scale.start(["replica-1", "replica-2"])   # ['replica-1', 'replica-2']
+    scale.set_replica_targets(["replica-1"])
+    scale.stop()                              # ['replica-1', 'replica-2']
 
 ``set_replica_targets`` rewrites the file-SD file: Prometheus drops replica-2 without a
 restart.
@@ -20,12 +20,12 @@ restart.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import signal
 import sys
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -53,7 +53,6 @@ __all__ = [
     "shard_config",
     "start",
     "stop",
-    "wait_for",
 ]
 
 #: The service replicas a notebook may start (ports 3011-3013 on the lab stack).
@@ -81,7 +80,10 @@ def replica_targets_file(cfg: StackConfig) -> Path:
 def set_replica_targets(names: Iterable[str], cfg: StackConfig | None = None) -> Path:
     """Write the replicas' file-SD file; Prometheus adds and drops targets without a restart.
 
-    >>> set_replica_targets(["replica-1", "replica-3"])       # doctest: +SKIP
+    >>> import tempfile
+    >>> scratch = StackConfig.from_env({"COURSE_STATE_DIR": tempfile.mkdtemp()})
+    >>> set_replica_targets(["replica-1", "replica-3"], scratch).name
+    'replicas.json'
     """
     cfg = cfg or StackConfig.from_env()
     names = list(names)
@@ -308,7 +310,7 @@ def start(
     Raises MissingBinaryError (with the install command) when a binary is missing and
     PortInUseError (naming the holder) when a port is taken, before starting anything.
 
-    >>> start(["victoria-metrics", "prometheus-ha-a", "prometheus-ha-b"])   # doctest: +SKIP
+    Example: ``start(["victoria-metrics", "prometheus-ha-a", "prometheus-ha-b"])``.
     """
     cfg = cfg or StackConfig.from_env()
     if cfg.external:
@@ -326,8 +328,8 @@ def start(
         if record is not None and record.process() is not None:
             continue
         comp.pid_file(cfg).unlink(missing_ok=True)
-        port = comp.port(cfg)
-        if not supervisor.poll(lambda p=port: supervisor.port_is_free(p), timeout=2.0):
+        port = cfg.port(comp.name)
+        if not supervisor.poll(functools.partial(supervisor.port_is_free, port), timeout=2.0):
             raise supervisor.port_in_use_error(comp.name, port, port_env_var(comp.name))
         to_start.append(comp)
     for comp in to_start:
@@ -361,7 +363,7 @@ def kill(name: str, cfg: StackConfig | None = None) -> int:
     comp = extra_component(name)
     record = _record(comp, cfg)
     proc = record.process() if record else None
-    if proc is None:
+    if record is None or proc is None:
         raise supervisor.StackError(
             f"{name} is not running; start it with scale.start([{name!r}])."
         )
@@ -375,8 +377,7 @@ def stop(
 ) -> list[str]:
     """Stop the named extra processes (default: all), remove their pid files and data.
 
-    >>> stop()                                 # doctest: +SKIP
-    ['replica-1', 'replica-2', 'replica-3']
+    Example: ``stop()`` returns e.g. ``['replica-1', 'replica-2', 'replica-3']``.
     """
     cfg = cfg or StackConfig.from_env()
     comps = _components(names)
@@ -479,26 +480,6 @@ def check_config(config: dict, path: Path) -> str:
 # --- reading the extra servers -----------------------------------------------------------------
 
 
-def wait_for(url: str, promql: str, predicate=lambda df: not df.empty, timeout: float = 30.0):
-    """Poll ``promql`` on any Prometheus-compatible ``url`` until ``predicate(df)``; return df.
-
-    >>> wait_for(cfg.url("victoria-metrics"), "up")              # doctest: +SKIP
-    """
-    from course_lib import prom
-
-    deadline = time.monotonic() + timeout
-    while True:
-        df = prom.query(url, promql)
-        if predicate(df):
-            return df
-        if time.monotonic() >= deadline:
-            raise supervisor.NotReadyError(
-                f"{promql!r} on {url} did not reach the expected state within {timeout:.0f}s; "
-                f"last result:\n{df.to_string()}"
-            )
-        time.sleep(0.5)
-
-
 def sample_times(
     url: str, selector: str, window: str, at: float | None = None
 ) -> dict[str, list[float]]:
@@ -508,8 +489,9 @@ def sample_times(
     steps of a range query: the way to count copies and find gaps. ``at`` evaluates
     at that Unix time instead of now.
 
-    >>> sample_times(cfg.url("victoria-metrics"), 'up{job="x"}', "30s")   # doctest: +SKIP
-    {'up{instance="127.0.0.1:3001", job="x"}': [1795..., ...]}
+    >>> times = sample_times(stack.prometheus_url, 'up{job="prometheus"}', "10s")
+    >>> [name.split("{")[0] for name in times], len(next(iter(times.values()))) >= 1
+    (['up'], True)
     """
     from course_lib import prom
 

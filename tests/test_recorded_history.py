@@ -30,6 +30,7 @@ def test_no_day_of_history_means_nothing_to_backfill(bare_cfg):
         recorded_history.wait_until_loaded(bare_cfg, timeout=0)
 
 
+@pytest.mark.process
 def test_a_failing_promtool_says_so_and_touches_nothing(bare_cfg):
     day = backfill.HistoryWindow(start=1_700_000_000, end=1_700_086_400, instance="x:1")
     (bare_cfg.state_dir / backfill.RECORD).write_text(json.dumps(asdict(day)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import random
 import socket
@@ -12,7 +11,7 @@ import pytest
 import requests
 
 import course_lib.stack as stack_mod
-from course_lib import cardinality, querycost, scale, supervisor
+from course_lib import cardinality, scale, supervisor
 from course_lib.config import DEFAULT_PORTS, StackConfig, repo_root
 from course_lib.exercises import get
 
@@ -37,15 +36,10 @@ def scratch_cfg(tmp_path):
     scale.stop(cfg=cfg)
 
 
-@pytest.mark.parametrize("module", [scale, cardinality, querycost], ids=lambda m: m.__name__)
-def test_doctests(module):
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
-
-
 # --- configurations ---------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_every_generated_prometheus_config_passes_promtool(scratch_cfg, tmp_path):
     configs = {
         "scratch": scale.scratch_config(scratch_cfg),
@@ -57,6 +51,7 @@ def test_every_generated_prometheus_config_passes_promtool(scratch_cfg, tmp_path
         assert scale.check_config(config, tmp_path / f"{name}.yml") == "SUCCESS", name
 
 
+@pytest.mark.process
 def test_a_broken_config_gets_promtools_words(tmp_path):
     bad = {"global": {"scrape_interval": "soon"}}
     with pytest.raises(supervisor.ConfigError, match="soon"):
@@ -103,6 +98,7 @@ def test_extra_ports_move_with_the_offset():
 # --- errors before anything starts ---------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_missing_binary_names_it_and_the_install_command(scratch_cfg, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # nothing to find
     with pytest.raises(supervisor.MissingBinaryError, match="victoria-metrics") as info:
@@ -111,6 +107,7 @@ def test_missing_binary_names_it_and_the_install_command(scratch_cfg, monkeypatc
     assert scale.running(scratch_cfg) == []
 
 
+@pytest.mark.process
 def test_a_taken_port_names_the_component_and_the_variable(scratch_cfg):
     port = scratch_cfg.port("scratch-target")
     with socket.socket() as holder:
@@ -141,6 +138,7 @@ def test_an_external_stack_gets_no_extra_processes(scratch_cfg):
 # --- real processes ------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_cardinality_is_measured_from_prometheus_and_everything_is_cleaned_up(scratch_cfg):
     started = scale.start(["scratch-target", "prometheus-scratch"], scratch_cfg)
     assert started == ["scratch-target", "prometheus-scratch"]
@@ -168,6 +166,7 @@ def test_cardinality_is_measured_from_prometheus_and_everything_is_cleaned_up(sc
     assert not list(scratch_cfg.pid_dir.glob("*.pid"))
 
 
+@pytest.mark.process
 def test_the_scratch_target_refuses_bad_sizes_with_a_reason(scratch_cfg):
     scale.start(["scratch-target"], scratch_cfg)
     url = scratch_cfg.url("scratch-target")
@@ -179,6 +178,7 @@ def test_the_scratch_target_refuses_bad_sizes_with_a_reason(scratch_cfg):
     assert requests.get(f"{url}/nope", timeout=5).status_code == 404
 
 
+@pytest.mark.process
 def test_down_stops_the_extra_processes_too(scratch_cfg):
     scale.start(["scratch-target"], scratch_cfg)
     assert scale.running(scratch_cfg) == ["scratch-target"]
@@ -186,6 +186,7 @@ def test_down_stops_the_extra_processes_too(scratch_cfg):
     assert scale.running(scratch_cfg) == []
 
 
+@pytest.mark.process
 def test_kill_is_a_crash_and_stop_cleans_up_after_it(scratch_cfg):
     scale.start(["scratch-target"], scratch_cfg)
     pid = scale.kill("scratch-target", scratch_cfg)
