@@ -59,6 +59,37 @@ def test_notebook_runs_with_solutions(path: Path, stack, tmp_path):
         execution_timeout=300,
     )
     print(f"{path.name}: {time.monotonic() - t0:.1f}s")
+    _assert_figures_survive_export(tmp_path / path.name)
+
+
+PLOTLY_JSON = "application/vnd.plotly.v1+json"
+
+
+def _assert_figures_survive_export(executed: Path) -> None:
+    """Every plotly figure of an executed notebook is drawn in its HTML export, offline.
+
+    The kernel runs with PLOTLY_RENDERER=plotly_mimetype+notebook (tests/conftest.py), so
+    each figure carries an HTML/JS copy next to the JSON that only JupyterLab can draw.
+    """
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(executed, as_version=4)
+    figures = [
+        out
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if PLOTLY_JSON in out.get("data", {})
+    ]
+    for out in figures:
+        assert "Plotly.newPlot" in out["data"].get("text/html", ""), (
+            f"{executed.name}: a figure has no HTML copy: nbconvert would show an empty area"
+        )
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    assert html.count("Plotly.newPlot(") >= len(figures), executed.name
+    if figures:  # plotly.js itself is in the page: no CDN needed to draw
+        assert 'src="https://cdn.plot.ly' not in html, executed.name
+        assert "plotly.js v" in html.lower(), f"{executed.name}: plotly.js is not in the page"
 
 
 # --- without solutions: the first exercise stops the run and shows its hint ---------------------
