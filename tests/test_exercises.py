@@ -570,3 +570,13 @@ def test_predicate(prom):
         test=lambda a, s: a == s.prometheus_url,
     )
     assert from_stack.check(from_stack.reference(prom), prom).ok
+
+
+def test_a_failed_check_shows_its_message_not_a_traceback():
+    failed = ExerciseFailed("❌ 01.x: the window is too short.\nWhere it goes wrong: …")
+    assert failed._render_traceback_() == [
+        "❌ 01.x: the window is too short.",
+        "Where it goes wrong: …",
+    ]
+    blank = ExerciseNotAnswered("01.x is not answered yet: replace BLANK with a query.")
+    assert blank._render_traceback_() == ["✍️ 01.x is not answered yet: replace BLANK with a query."]

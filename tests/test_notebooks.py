@@ -147,6 +147,9 @@ def test_notebook_without_solutions_stops_at_the_first_exercise(path: Path, stac
     assert exercise_id in err.evalue and "replace BLANK" in err.evalue
     nudge = get(exercise_id).nudge
     assert nudge and nudge in err.evalue, err.evalue
+    # The learner sees the message alone: no traceback through course_lib's checking code.
+    shown = "\n".join(err.traceback)
+    assert shown.startswith("✍️ " + exercise_id) and "course_lib" not in shown, shown
 
 
 # --- the notebooks' own exercises reject typical wrong answers -----------------------------------
