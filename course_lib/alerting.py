@@ -271,21 +271,29 @@ def replay(
     """Evaluate every alert of ``source`` over a past time range: would it have fired?
 
     Each ``expr`` is run as a range query every ``step`` seconds, as if Prometheus had
-    evaluated the rule then. An alert fires once its condition has held for its whole
-    ``for``: ``first_fired`` is the first such moment (NaT when it never did), and
-    ``minutes_true`` counts the evaluations at which the condition held.
+    evaluated the rule then (recording rules it uses are replaced by their expressions).
+    An alert fires once its condition has held for its whole ``for``: ``first_fired`` is
+    the first such moment (NaT when it never did), and ``minutes_true`` counts the
+    minutes at which the condition held.
 
     >>> day = stack.history_window()                                    # doctest: +SKIP
     >>> replay(stack, day.start, day.end)[["alert", "fired"]]           # doctest: +SKIP
     """
     from course_lib import prom
 
+    groups = yaml.safe_load(Path(source).read_text())["groups"]
+    # Recording rules only have samples from the moments Prometheus evaluated them, so
+    # a past range (e.g. a backfilled day) has none: use their expressions instead.
+    records = {r["record"]: r["expr"] for g in groups for r in g["rules"] if "record" in r}
     rows = []
-    for group in yaml.safe_load(Path(source).read_text())["groups"]:
+    for group in groups:
         for rule in group["rules"]:
             if "alert" not in rule:
                 continue
-            df = prom.query_range(stack.prometheus_url, rule["expr"], start, end, step)
+            expr = rule["expr"]
+            for name, recorded in records.items():
+                expr = re.sub(rf"(?<![\w:]){re.escape(name)}(?![\w:])", f"({recorded})", expr)
+            df = prom.query_range(stack.prometheus_url, expr, start, end, f"{step:g}s")
             times = sorted({t.timestamp() for t in df["timestamp"]}) if not df.empty else []
             hold = _seconds(str(rule.get("for", "0s")))
             first_fired, since, previous = None, None, None
