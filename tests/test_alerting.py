@@ -148,6 +148,29 @@ def test_workshop_copy_of_an_unknown_alert_is_refused():
         workshop_rules(alerts=["HighErorRate"])
 
 
+def test_replay_counts_each_firing_once():
+    firings = alerting._firings
+    assert firings([], step=60, hold=300) == []
+    assert firings([0, 60, 120, 180, 240], step=60, hold=300) == []  # 4 minutes: pending
+    assert firings([0, 60, 120, 180, 240, 300, 360], step=60, hold=300) == [300]
+    two = [0, 60, 120, 600, 660, 720, 780]  # a gap resets `for`
+    assert firings(two, step=60, hold=120) == [120, 720]
+    assert firings([0, 60], step=60, hold=0) == [0]  # no `for`: fires at once
+
+
+def test_prometheus_durations():
+    assert alerting._seconds("1h30m") == 5400 and alerting._seconds("250ms") == 0.25
+    with pytest.raises(ValueError, match="not a Prometheus duration"):
+        alerting._seconds("5 minutes")
+
+
+def test_notifications_link_to_the_provisioned_dashboard():
+    template = (ALERTMANAGER_CONFIG.parent / "templates" / "vrewcraft.tmpl").read_text()
+    uid = re.search(r"127\.0\.0\.1:3000/d/([\w-]+)", template).group(1)
+    dashboards = (repo_root() / "monitoring" / "grafana" / "dashboards").glob("*.json")
+    assert any(f'"uid": "{uid}"' in path.read_text() for path in dashboards), uid
+
+
 def test_monitoring_dir_comes_from_the_environment(tmp_path):
     assert StackConfig.from_env({}).monitoring_dir == repo_root() / "monitoring"
     cfg = StackConfig.from_env({"COURSE_MONITORING_DIR": str(tmp_path)})
