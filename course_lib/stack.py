@@ -715,6 +715,28 @@ def logs(cfg: StackConfig | None = None, name: str | None = None, lines: int = 4
     return "\n".join(parts)
 
 
+def _history_finding(cfg: StackConfig) -> tuple[str, str]:
+    """Say where the day of history is, or why there is none."""
+    try:
+        day = backfill.window(cfg)
+    except backfill.HistoryError as exc:
+        return ("error", str(exc))
+    if day is None:
+        why = "off (COURSE_HISTORY=0)" if not cfg.history else "not written yet; `up` writes it"
+        return ("ok", f"day of history: {why}")
+    if day.version != history.VERSION:
+        return (
+            "warn",
+            f"day of history {day.version or '(unversioned)'} is outdated (the course expects "
+            f"{history.VERSION}): `make clean && make up` writes the current one",
+        )
+    return (
+        "ok",
+        f"day of history: {day.datetime(0):%Y-%m-%d %H:%M} → "
+        f"{day.datetime(history.DAY):%Y-%m-%d %H:%M} UTC, {day.samples:,} samples",
+    )
+
+
 def doctor(cfg: StackConfig | None = None) -> list[tuple[str, str]]:
     """Diagnose the machine: binaries and versions, ports, stale pid files. Return (level, text)."""
     cfg = cfg or StackConfig.from_env()
@@ -724,6 +746,7 @@ def doctor(cfg: StackConfig | None = None) -> list[tuple[str, str]]:
     ]
     if cfg.external:
         findings.append(("ok", f"external mode: Prometheus at {cfg.url('prometheus')}"))
+    findings.append(_history_finding(cfg))
     tools = {
         "prometheus": ("prometheus",),
         "promtool": ("promtool",),

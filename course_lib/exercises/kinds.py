@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import promql_parser as pp
 import yaml
 
+from course_lib import explain
 from course_lib.promql_hints import alert_hints, hints
 
 from . import _prometheus as prom
@@ -143,9 +144,10 @@ class PromQL(Exercise):
             self.abs_tol,
         )
         if problem:
+            where = explain.feedback(url, query, self.solution, at, self.rel_tol, self.abs_tol)
             if new:
-                raise ExerciseFailed(f"{new[0].message}\n(Result check: {problem}.)")
-            raise self.fail(problem + ".")
+                raise ExerciseFailed(f"{new[0].message}\n(Result check: {problem}.){where}")
+            raise self.fail(problem + "." + where)
         if new and self.hints_fail:
             raise ExerciseFailed(f"Your numbers match right now, but: {new[0].message}")
         return f"right — {len(expected)} series, values match the reference"
