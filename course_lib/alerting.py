@@ -280,8 +280,6 @@ def replay(
     >>> day = stack.history_window()                                    # doctest: +SKIP
     >>> replay(stack, day.start, day.end)[["alert", "fired"]]           # doctest: +SKIP
     """
-    from course_lib import prom
-
     groups = yaml.safe_load(Path(source).read_text())["groups"]
     # Recording rules only have samples from the moments Prometheus evaluated them, so
     # a past range (e.g. a backfilled day) has none: use their expressions instead.
@@ -296,7 +294,7 @@ def replay(
                 expr = re.sub(rf"(?<![\w:]){re.escape(name)}(?![\w:])", f"({recorded})", expr)
             df = prom.query_range(stack.prometheus_url, expr, start, end, f"{step:g}s")
             times = sorted({t.timestamp() for t in df["timestamp"]}) if not df.empty else []
-            fired_at = _firings(times, step, _seconds(str(rule.get("for", "0s"))))
+            fired_at = _firings(times, step, prom.duration_seconds(str(rule.get("for", "0s"))))
             rows.append(
                 {
                     "alert": rule["alert"],
@@ -329,21 +327,6 @@ def _firings(times: list[float], step: float, hold: float) -> list[float]:
         if t - since >= hold and (not fired_at or fired_at[-1] < since):
             fired_at.append(t)
     return fired_at
-
-
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-
-
-def _seconds(duration: str) -> float:
-    """Return the seconds of a Prometheus duration such as ``5m`` or ``1h30m``.
-
-    >>> _seconds("1h30m"), _seconds("10s")
-    (5400.0, 10.0)
-    """
-    parts = re.findall(r"(\d+)(ms|[smhdwy])", duration)
-    if not parts or "".join(n + u for n, u in parts) != duration:
-        raise ValueError(f"{duration!r} is not a Prometheus duration such as 5m or 1h30m")
-    return float(sum(int(n) * _UNITS[u] for n, u in parts))
 
 
 # --- Prometheus' and Alertmanager's view of alerts ------------------------------------------

@@ -126,6 +126,7 @@ def test_run_rule_tests_names_a_missing_file():
 # --- the workshop copy --------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_workshop_copy_keeps_thresholds_and_shortens_for_and_windows(tmp_path):
     copy = workshop_rules(for_="10s", window="15s")
     real = {r["alert"]: r for r in yaml.safe_load(RULES_FILE.read_text())["groups"][0]["rules"]}
@@ -160,12 +161,6 @@ def test_replay_counts_each_firing_once():
     assert firings([0, 60], step=60, hold=0) == [0]  # no `for`: fires at once
 
 
-def test_prometheus_durations():
-    assert alerting._seconds("1h30m") == 5400 and alerting._seconds("250ms") == 0.25
-    with pytest.raises(ValueError, match="not a Prometheus duration"):
-        alerting._seconds("5 minutes")
-
-
 def test_notifications_link_to_the_provisioned_dashboard():
     template = (ALERTMANAGER_CONFIG.parent / "templates" / "vrewcraft.tmpl").read_text()
     uid = re.search(r"127\.0\.0\.1:3000/d/([\w-]+)", template).group(1)
@@ -194,6 +189,7 @@ ROUTES = [
 ]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(("labels", "receiver"), ROUTES, ids=lambda x: str(x))
 def test_amtool_routes_each_severity(labels, receiver):
     assert receivers(labels) == [receiver]
@@ -216,6 +212,7 @@ def test_inhibition_rules_cover_twins_and_target_down():
     assert config["route"]["group_by"] == ["alertname", "service"]
 
 
+@pytest.mark.process
 def test_receivers_reports_amtool_errors(tmp_path):
     broken = tmp_path / "alertmanager.yml"
     broken.write_text("route:\n  receiver: nobody\n")
@@ -255,6 +252,7 @@ def test_error_rate_rule_accepts_other_correct_forms():
         assert get("05.error_rate_rule").check(answer).ok, expr
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("expr", "extra", "expected"),
     [
