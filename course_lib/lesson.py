@@ -279,8 +279,11 @@ def samples(source: Any) -> pd.DataFrame:
 def explain(stack: Any, promql: str, time: Any = None):
     """Show ``promql`` as its parse tree, every node evaluated on the stack at ``time`` (None: now).
 
-    >>> explain(stack, "sum by (le) (rate(vrewcraft_thumbnail_duration_seconds_bucket[5m]))")
-    ...                                                                      # doctest: +SKIP
+    >>> at = stack.history_window().at(20 * 3600)  # 20:00 in the day of history
+    >>> query = "sum by (le) (rate(vrewcraft_thumbnail_duration_seconds_bucket[5m]))"
+    >>> tree = explain(stack, query, at)
+    >>> tree.root.labels, tree.root.series
+    (('le',), 8)
     """
     from course_lib.explain import explain as explain_tree
 
