@@ -49,17 +49,33 @@ def test_notebook_runs_with_solutions(path: Path, stack, tmp_path):
     import papermill
 
     t0 = time.monotonic()
-    papermill.execute_notebook(
-        str(path),
-        str(tmp_path / path.name),
-        parameters={"SOLUTIONS": True},
-        cwd=str(NOTEBOOK_DIR),
-        kernel_name="python3",
-        progress_bar=False,
-        execution_timeout=300,
-    )
+    try:
+        papermill.execute_notebook(
+            str(path),
+            str(tmp_path / path.name),
+            parameters={"SOLUTIONS": True},
+            cwd=str(NOTEBOOK_DIR),
+            kernel_name="python3",
+            progress_bar=False,
+            execution_timeout=300,
+        )
+    finally:
+        left = _stop_extra_processes(stack)
     print(f"{path.name}: {time.monotonic() - t0:.1f}s")
+    assert left == [], f"extra processes left running: {left}"
     _assert_figures_survive_export(tmp_path / path.name)
+
+
+def _stop_extra_processes(stack) -> list[str]:
+    """Stop what a notebook left running (replicas, more Prometheus servers); return the names.
+
+    Stopped whatever happened, so one failure doesn't cascade into the next notebook.
+    """
+    from course_lib import scale
+
+    left = scale.running(stack.config)
+    scale.stop(cfg=stack.config)
+    return left
 
 
 PLOTLY_JSON = "application/vnd.plotly.v1+json"
@@ -141,6 +157,8 @@ def test_notebook_without_solutions_stops_at_the_first_exercise(path: Path, stac
             progress_bar=False,
             execution_timeout=300,
         )
+    left = _stop_extra_processes(stack)
+    assert left == [], f"the first exercise comes before any extra process starts: {left}"
     err = info.value
     assert err.ename == "ExerciseNotAnswered", (err.ename, err.evalue)
     assert err.source.strip() == source.strip(), "stopped somewhere else than the first exercise"
