@@ -42,6 +42,7 @@ bench: setup $(BENCH_STAMP)  ## print the benchmark figures (not a test; takes a
 	$(PY) bench/stack.py
 	$(PY) bench/service.py
 	$(PY) bench/instrumentors.py
+	$(PY) bench/middleware_breakdown.py
 	$(PY) bench/latency_gap.py
 
 $(BENCH_STAMP): requirements-bench.txt $(STAMP)
