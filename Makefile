@@ -41,6 +41,8 @@ bench: setup $(BENCH_STAMP)  ## print the benchmark figures (not a test; takes a
 	@bash scripts/install-system-deps.sh --bench
 	$(PY) bench/stack.py
 	$(PY) bench/service.py
+	$(PY) bench/history.py
+	$(PY) bench/explain.py
 	$(PY) bench/instrumentors.py
 	$(PY) bench/middleware_breakdown.py
 	$(PY) bench/latency_gap.py
