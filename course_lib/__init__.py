@@ -17,6 +17,12 @@ The learner's toolkit (what notebook cells call):
   (grafana-foundation-sdk), its lint, and a plotly renderer.
 * ``cards`` — interview cards as data (answer, common wrong answer, Korean term, PCA
   domain), each with a proof on the stack; Anki, CSV and Markdown export.
+* ``scale`` — the extra processes of the production lesson (service replicas found
+  through file discovery, a scratch target and Prometheus, a federating "global"
+  Prometheus, an HA pair writing to VictoriaMetrics), started only when asked;
+  ``cardinality`` grows one label on the scratch target and measures the cost;
+  ``querycost`` times queries as Prometheus reports them; ``recorded_history``
+  backfills the recording rules over the day of history.
 * ``quiz`` — a seeded quiz drawn from the cards in the PCA domain proportions, graded by
   the exercise system, with a score per domain and the cards to review.
 
