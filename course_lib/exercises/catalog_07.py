@@ -90,6 +90,8 @@ _RULE_REFERENCE = {
 _RULE_VALUES = PromQL(
     "07.recording_rule",
     _RULE_REFERENCE["expr"],
+    # The job: level of the rule's name promises a job label on every recorded series.
+    require_labels=["job"],
     # A scrape landing between the two evaluations moves a 5 m rate by well under 1%.
     rel_tol=0.01,
     nudge="sum by (job) of rate(…[5m]) of the request counter.",
