@@ -373,8 +373,10 @@ def test_history_survives_restarts_and_a_crash_and_is_replaced_when_aged_out(tmp
         live_before = float(live["value"].iloc[0])
         assert live_before >= 2
         # kill -9 Prometheus, then `up` again: the day and the live samples are still there.
-        pid = supervisor.read_pid(stack_mod.component("prometheus").pid_file(cfg)).pid
-        os.kill(pid, signal.SIGKILL)
+        record = supervisor.read_pid(stack_mod.component("prometheus").pid_file(cfg))
+        os.kill(record.pid, signal.SIGKILL)
+        # SIGKILL is delivered, not waited for: `up` must find the process gone.
+        assert supervisor.poll(lambda: record.process() is None, 10)
         stack = stack_mod.up(cfg)
         assert prom.query(url, count_day, time=day.end - 1)["value"].iloc[0] == history.POINTS
         live = prom.query(url, 'count_over_time(up{job="prometheus"}[10m])', time=crash_at)
