@@ -42,9 +42,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class FaultUpdate(BaseModel):
-    """Body of POST/PUT /admin/faults."""
+    """Body of POST/PUT /admin/faults (strict JSON types: "yes", 0 or "0.5" are refused)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     latency: dict[str, float] | None = Field(
         default=None, description="Extra seconds per route template; '*' = every /api route."

@@ -19,7 +19,10 @@ from pathlib import Path
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
+
+from .errors import HTTP_CODES
 
 #: Room for multipart headers and boundaries on top of the file itself.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -52,6 +55,7 @@ class _FilePartWriter:
         self.max_bytes = max_bytes
         self.size = 0
         self.found = False
+        self.complete = False  # the closing boundary was seen
         self.filename: str | None = None
         self._in_file = False
         self._header_field = b""
@@ -68,6 +72,7 @@ class _FilePartWriter:
             "on_headers_finished": self._headers_finished,
             "on_part_data": self._part_data,
             "on_part_end": self._part_end,
+            "on_end": self._end,
         }
 
     def _part_begin(self) -> None:
@@ -114,12 +119,16 @@ class _FilePartWriter:
         """Leave the file part."""
         self._in_file = False
 
+    def _end(self) -> None:
+        """Note the closing boundary: the body is complete."""
+        self.complete = True
+
 
 async def receive_upload(request: Request, tmp_dir: Path, max_bytes: int) -> ReceivedFile:
     """Stream the ``file`` field of a multipart request into ``tmp_dir``.
 
-    Raises UploadRejected with 415 (not multipart), 413 (too large), 400 (malformed,
-    no file field, empty file, client went away).
+    Raises UploadRejected with 415 (not multipart), 413 (too large), 408 (body stalled),
+    400 (malformed, cut short, no file field, empty file, client went away).
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
@@ -157,8 +166,17 @@ async def receive_upload(request: Request, tmp_dir: Path, max_bytes: int) -> Rec
             raise UploadRejected(400, "malformed_multipart", f"malformed upload: {exc}") from exc
         except ClientDisconnect as exc:
             raise UploadRejected(400, "client_disconnected", "the upload was interrupted") from exc
+        except HTTPException as exc:  # the request guard: body stalled (408)
+            raise UploadRejected(exc.status_code, HTTP_CODES[exc.status_code], exc.detail) from exc
         finally:
             os.close(fd)
+        if not writer.complete:
+            raise UploadRejected(
+                400,
+                "incomplete_upload",
+                "the multipart body ended without its closing boundary: the upload was cut "
+                "short; send it again",
+            )
         if not writer.found:
             raise UploadRejected(400, "missing_file", "no form field named 'file'")
         if writer.size == 0:
