@@ -28,6 +28,8 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: The rest of a refused body is never read: the connection can't carry another request.
+CLOSE = {"Connection": "close"}
 
 
 class RequestGuard:
@@ -67,13 +69,15 @@ class RequestGuard:
         async def guarded_receive() -> Message:
             nonlocal received
             if limit is not None and declared is not None and declared > limit:
-                raise HTTPException(413, f"the request body is over the limit of {limit} bytes")
+                raise _too_large(limit)
             try:
                 async with asyncio.timeout(timeout):
                     message = await receive()
             except TimeoutError:
                 raise HTTPException(
-                    408, f"the request body stalled: nothing received for {timeout:g} s"
+                    408,
+                    f"the request body stalled: nothing received for {timeout:g} s",
+                    headers=CLOSE,
                 ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
@@ -82,6 +86,11 @@ class RequestGuard:
             return message
 
         return guarded_receive
+
+
+def _too_large(limit: int) -> HTTPException:
+    """Return the 413 for a body over ``limit`` bytes."""
+    return HTTPException(413, f"the request body is over the limit of {limit} bytes", headers=CLOSE)
 
 
 def _as_get(scope: Scope, send: Send) -> Send:

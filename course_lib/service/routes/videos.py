@@ -157,7 +157,10 @@ async def handle_upload(svc: Service, request: Request) -> dict[str, Any]:
             check_complete(await svc.media.decoded_span(received.path))
         except UploadRejected as exc:
             status = "rejected"
-            raise ApiError(exc.status, exc.code, exc.message) from exc
+            # Refused mid-body (too large, stalled): the rest is never read, so the
+            # connection can't carry another request.
+            headers = {"Connection": "close"} if exc.status in (408, 413) else None
+            raise ApiError(exc.status, exc.code, exc.message, headers) from exc
         except NotAVideo as exc:
             status = "rejected"
             raise ApiError(415, "not_a_video", f"the file is not a video: {exc}") from exc
