@@ -161,3 +161,17 @@ def test_a_full_trim_queue_is_429_with_retry_after(tmp_path):
         assert "2 trim jobs are already waiting" in refused.json()["detail"]
         for r in accepted:
             assert client.get(r.json()["status_url"]).json()["status"] == "queued"
+
+
+def test_head_over_a_real_connection_sends_headers_only(server):
+    _, port, _ = server
+    answer, _ = exchange(
+        port,
+        b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    head, rest = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    assert length > 0  # the GET's length, announced ...
+    assert rest.startswith(b"HTTP/1.1 200 ")  # ... but no body: the next response follows

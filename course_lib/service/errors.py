@@ -27,6 +27,41 @@ ERROR_RESPONSE: dict[str, Any] = {
     }
 }
 
+#: What each error status means in this API (the OpenAPI description of each response).
+ERROR_MEANINGS = {
+    400: "Malformed body: bytes that aren't UTF-8 JSON, a multipart body cut short or "
+    "without a 'file' field, an empty file",
+    404: "No video or job with this id",
+    408: "The client stopped sending its request body for longer than the client timeout",
+    413: "The request body is over its size limit",
+    415: "Not multipart/form-data, or the uploaded file is not a video",
+    422: "Invalid parameters or body, or a rule the schema can't state: a time past the end of "
+    "the video, start not before end, a video too big to decode, cut short or corrupt",
+    429: "Too many trim jobs are waiting; retry after Retry-After seconds",
+    500: "An injected fault (/admin/faults) or an ffmpeg failure",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """Return the OpenAPI ``responses`` entries of the given error statuses.
+
+    >>> sorted(error_responses(404, 429))
+    [404, 429]
+    """
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {"description": ERROR_MEANINGS[status], **ERROR_RESPONSE}
+        if status == 429:
+            entry["headers"] = {
+                "Retry-After": {
+                    "description": "Seconds to wait before retrying",
+                    "schema": {"type": "integer"},
+                }
+            }
+        responses[status] = entry
+    return responses
+
+
 HTTP_CODES = {
     400: "bad_request",
     404: "not_found",

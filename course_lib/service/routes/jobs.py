@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Depends, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..deps import JobId, ServiceDep, VideoId, inject_faults, is_valid_id, video_or_404
-from ..errors import ERROR_RESPONSE, ApiError
+from ..errors import ApiError, error_responses
 from ..jobs import QueueFull
 from ..storage import Job
 
@@ -39,7 +39,7 @@ class TrimRequest(BaseModel):
     "/api/videos/{video_id}/trim",
     status_code=202,
     dependencies=api,
-    responses={404: ERROR_RESPONSE, 422: ERROR_RESPONSE},
+    responses=error_responses(400, 404, 408, 413, 422, 429, 500),
 )
 async def trim(
     svc: ServiceDep, video_id: VideoId, body: Annotated[TrimRequest, Body()]
@@ -74,7 +74,7 @@ async def trim(
     }
 
 
-@router.get("/api/jobs/{job_id}", dependencies=api, responses={404: ERROR_RESPONSE})
+@router.get("/api/jobs/{job_id}", dependencies=api, responses=error_responses(404, 422, 500))
 async def get_job(svc: ServiceDep, job_id: JobId) -> dict[str, Any]:
     """Return a job's state and progress (0..1)."""
     job = await svc.jobs.get(job_id)

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from ..core import Service
 from ..deps import ServiceDep, VideoId, inject_faults, video_or_404
-from ..errors import ERROR_RESPONSE, ApiError
+from ..errors import ApiError, error_responses
 from ..media import DecodedSpan, FFmpegError, NotAVideo, safe_filename
 from ..storage import Video, now
 from ..uploads import UploadRejected, receive_upload
@@ -27,8 +27,18 @@ UPLOAD_BODY = {
             "schema": {
                 "type": "object",
                 "required": ["file"],
-                "properties": {"file": {"type": "string", "format": "binary"}},
-            }
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "minLength": 1,
+                        "contentMediaType": "video/*",
+                        "description": "A video file: it must decode, to its full duration, "
+                        "with frames within the pixel limit",
+                    }
+                },
+            },
+            "encoding": {"file": {"contentType": "video/*"}},
         }
     },
 }
@@ -37,7 +47,7 @@ UPLOAD_BODY = {
 @router.post(
     "/api/upload",
     status_code=201,
-    responses={s: ERROR_RESPONSE for s in (400, 413, 415, 422)},
+    responses=error_responses(400, 408, 413, 415, 422, 500),
     openapi_extra={"requestBody": UPLOAD_BODY},
 )
 async def upload(svc: ServiceDep, request: Request) -> dict[str, Any]:
@@ -45,7 +55,7 @@ async def upload(svc: ServiceDep, request: Request) -> dict[str, Any]:
     return await handle_upload(svc, request)
 
 
-@router.get("/api/videos")
+@router.get("/api/videos", responses=error_responses(422, 500))
 async def list_videos(
     svc: ServiceDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -61,7 +71,7 @@ async def list_videos(
     }
 
 
-@router.get("/api/videos/{video_id}", responses={404: ERROR_RESPONSE})
+@router.get("/api/videos/{video_id}", responses=error_responses(404, 422, 500))
 async def get_video(svc: ServiceDep, video_id: VideoId) -> dict[str, Any]:
     """Return one video's metadata."""
     return (await video_or_404(svc, video_id)).public()
@@ -70,7 +80,7 @@ async def get_video(svc: ServiceDep, video_id: VideoId) -> dict[str, Any]:
 @router.get(
     "/api/videos/{video_id}/thumbnail",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}}, 404: ERROR_RESPONSE, 422: ERROR_RESPONSE},
+    responses={200: {"content": {"image/jpeg": {}}}, **error_responses(404, 422, 500)},
 )
 async def thumbnail(
     svc: ServiceDep,
