@@ -152,6 +152,8 @@ class JobManager:
                 self._waiting -= 1
                 waiting = False
                 await self._publish(job, status="running")
+                # Saved too: after a crash, the next start can tell queued from running.
+                await self.store.save_job(job)
 
                 async def on_progress(value: float) -> None:
                     """Forward ffmpeg progress to watchers."""
