@@ -39,6 +39,7 @@ bench: setup  ## print the benchmark figures (not a test; takes a few minutes)
 	@bash scripts/install-system-deps.sh --bench
 	$(PY) bench/stack.py
 	$(PY) bench/service.py
+	$(PY) bench/limits.py
 
 clean:  ## stop the stack and remove its state (keeps the venv)
 	-$(PY) -m course_lib down
