@@ -62,6 +62,7 @@ class StackConfig:
     service: bool = True
     traffic: bool = True
     traffic_rate: float = 5.0
+    history: bool = True  # backfill the day of VrewCraft on first start (COURSE_HISTORY=0: off)
     monitoring_dir: Path = field(default_factory=lambda: repo_root() / "monitoring")
 
     @classmethod
@@ -90,6 +91,7 @@ class StackConfig:
             service=_flag(env, "COURSE_SERVICE"),
             traffic=_flag(env, "COURSE_TRAFFIC"),
             traffic_rate=traffic_rate,
+            history=_flag(env, "COURSE_HISTORY"),
         )
 
     @property

@@ -28,7 +28,7 @@ from pathlib import Path
 import psutil
 import yaml
 
-from course_lib import supervisor
+from course_lib import backfill, history, supervisor
 from course_lib.config import DEFAULT_PORTS, HOST, StackConfig, port_env_var
 from course_lib.supervisor import (
     ConfigError,
@@ -148,7 +148,7 @@ def _prometheus_argv(cfg: StackConfig, binary: str) -> list[str]:
         binary,
         f"--config.file={cfg.config_dir / 'prometheus' / 'prometheus.yml'}",
         f"--storage.tsdb.path={cfg.data_dir / 'prometheus'}",
-        "--storage.tsdb.retention.time=30d",
+        f"--storage.tsdb.retention.time={backfill.RETENTION_DAYS}d",
         f"--web.listen-address={cfg.address('prometheus')}",
         # The default 1m delays the first notification after a start or reload by a minute.
         "--rules.alert.resend-delay=1s",
@@ -351,6 +351,32 @@ class Stack:
                 )
             time.sleep(interval)
 
+    def history_window(self):
+        """Return where this stack's day of history lies (a ``backfill.HistoryWindow``).
+
+        >>> day = stack.history_window()                                # doctest: +SKIP
+        >>> stack.query("up", time=day.at_event("thumbnail_incident"))  # doctest: +SKIP
+        """
+        day = backfill.window(self.config)
+        if day is None:
+            raise StackError(
+                "this stack has no day of history "
+                + (
+                    "(it is external: COURSE_PROMETHEUS_URL)"
+                    if self.config.external
+                    else "(COURSE_HISTORY=0, or no free 24 h in its TSDB); "
+                    "`make clean && make up` gives a fresh stack with one"
+                )
+                + "."
+            )
+        if day.version != history.VERSION:
+            raise StackError(
+                f"this stack's day of history ({day.version or 'unversioned'}) was written by an "
+                f"older version of the course than the one notebooks expect ({history.VERSION}). "
+                "`make clean && make up` writes the current day (it discards this stack's data)."
+            )
+        return day
+
     def reload(self, name: str = "prometheus") -> None:
         """Re-render ``name``'s configuration from monitoring/ and make it reload (SIGHUP)."""
         if self.config.external:
@@ -422,6 +448,11 @@ def up(cfg: StackConfig | None = None, timeout: float = 60.0, progress: Progress
         if comp not in to_start and comp.reloadable:
             _reload_if_changed(comp, cfg, config_file)
 
+    # The day of history goes in before Prometheus' first start: blocks present at start
+    # are loaded at once (a TSDB that already holds data gets it after the start, below).
+    if any(c.name == "prometheus" for c in to_start):
+        backfill.place_before_start(cfg, progress)
+
     procs: dict[str, subprocess.Popen] = {}
     waited: set[str] = set()
     for comp in to_start:
@@ -448,6 +479,8 @@ def up(cfg: StackConfig | None = None, timeout: float = 60.0, progress: Progress
         prometheus_start = _start_time(component("prometheus"), cfg)
         jobs = {job: max(start, prometheus_start) for job, start in jobs.items()}
         _wait_for_targets(cfg, jobs, timeout, progress)
+    if backfill.needs_history(cfg) and any(c.name == "prometheus" for c in comps):
+        backfill.place_after_start(cfg, progress)
     progress(f"stack ready in {time.monotonic() - t0:.1f}s: {cfg.url('prometheus')}")
     return Stack(cfg, started=[c.name for c in to_start])
 
