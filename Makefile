@@ -35,11 +35,21 @@ up down status doctor: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-bench: setup  ## print the benchmark figures (not a test; takes a few minutes)
+BENCH_STAMP := $(VENV)/.installed-bench
+
+bench: setup $(BENCH_STAMP)  ## print the benchmark figures (not a test; takes a few minutes)
 	@bash scripts/install-system-deps.sh --bench
 	$(PY) bench/stack.py
 	$(PY) bench/service.py
 	$(PY) bench/limits.py
+	$(PY) bench/history.py
+	$(PY) bench/explain.py
+	$(PY) bench/instrumentors.py
+	$(PY) bench/latency_gap.py
+
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	@touch $@
 
 clean:  ## stop the stack and remove its state (keeps the venv)
 	-$(PY) -m course_lib down

@@ -15,13 +15,15 @@ declare -A DEBIAN_PACKAGE=(
   [ffprobe]=ffmpeg
   [redis-server]=redis-server
   [docker-compose]=docker-compose
+  # A real browser opens the rendered dashboard page in the tests (Playwright drives it).
+  [chromium|chromium-browser]=chromium
 )
 declare -A BREW_PACKAGE=(
   [prometheus]=prometheus [promtool]=prometheus
   [prometheus-alertmanager|alertmanager]=alertmanager [amtool]=alertmanager
   [prometheus-pushgateway|pushgateway]=pushgateway
   [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [redis-server]=redis
-  [docker-compose]=docker-compose
+  [docker-compose]=docker-compose [chromium|chromium-browser]=chromium
 )
 
 have() {  # have "a|b" -> true when any alternative is on PATH

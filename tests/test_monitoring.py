@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -14,8 +15,16 @@ from course_lib.config import repo_root
 MONITORING = repo_root() / "monitoring"
 
 
-def run(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=repo_root())
+def run(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, cwd=repo_root(), env=env
+    )
+
+
+def compose_env(**extra: str) -> dict[str, str]:
+    """Return the environment without a Grafana password, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if k != "GRAFANA_ADMIN_PASSWORD"}
+    return {**env, **extra}
 
 
 def test_promtool_accepts_the_prometheus_config():
@@ -87,5 +96,35 @@ def test_compose_images_are_pinned_and_listen_on_loopback():
 def test_compose_file_is_valid():
     # Validates offline; no Docker engine needed. `make test` installs docker-compose.
     assert shutil.which("docker-compose"), "docker-compose missing: `make test` installs it"
-    out = run("docker-compose", "-f", "docker-compose.yml", "config", "-q")
+    env = compose_env(GRAFANA_ADMIN_PASSWORD="a-test-only-password")
+    out = run("docker-compose", "-f", "docker-compose.yml", "config", "-q", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_compose_refuses_grafana_without_an_admin_password():
+    out = run("docker-compose", "-f", "docker-compose.yml", "config", "-q", env=compose_env())
+    assert out.returncode != 0
+    assert "set GRAFANA_ADMIN_PASSWORD" in out.stderr
+
+
+def test_compose_grafana_is_locked_down_and_provisioned_read_only():
+    env = compose_env(GRAFANA_ADMIN_PASSWORD="a-test-only-password")
+    out = run("docker-compose", "-f", "docker-compose.yml", "config", env=env)
+    assert out.returncode == 0, out.stderr
+    grafana = yaml.safe_load(out.stdout)["services"]["grafana"]
+    settings = grafana["environment"]
+    assert settings["GF_SECURITY_ADMIN_PASSWORD"] == "a-test-only-password"
+    assert (
+        settings["GF_SERVER_HTTP_ADDR"] == "127.0.0.1" and settings["GF_SERVER_HTTP_PORT"] == "3000"
+    )
+    assert settings["GF_USERS_ALLOW_SIGN_UP"] == "false"
+    assert settings["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert grafana["network_mode"] == "host"
+    mounts = {v.split(":")[1]: v for v in (str(m) for m in grafana["volumes"]) if ":/etc/" in v}
+    assert mounts.keys() == {"/etc/grafana/provisioning", "/etc/grafana/dashboards"}
+    assert all(v.endswith(":ro") for v in mounts.values()), mounts
+    # The provider reads the directory the dashboards are mounted at.
+    provider = yaml.safe_load(
+        (MONITORING / "grafana" / "provisioning" / "dashboards" / "vrewcraft.yml").read_text()
+    )["providers"][0]
+    assert provider["options"]["path"] == "/etc/grafana/dashboards"

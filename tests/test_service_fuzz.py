@@ -45,6 +45,13 @@ def base_url(tmp_path_factory):
         yield url
 
 
+def small_memory_fault(case):
+    """Cap a valid ``memory_mb`` fault at 16 MiB: up to 2 GiB is valid, but not here."""
+    if isinstance(case.body, dict) and type(case.body.get("memory_mb")) is int:
+        case.body["memory_mb"] = min(case.body["memory_mb"], 16)
+    return case
+
+
 def run(strategy, check_case) -> int:
     """Run ``check_case`` on EXAMPLES cases drawn from ``strategy``; return the calls made."""
     calls = 0
@@ -110,7 +117,8 @@ def test_every_operation_passes_every_check(base_url, tmp_path):
             calls += run(op.as_strategy(), upload_of_any_bytes)
             calls += run(op.as_strategy(body={"file": clip}), all_checks)
         else:
-            calls += run(op.as_strategy(), all_checks)
+            calls += run(op.as_strategy().map(small_memory_fault), all_checks)
         if op.path_parameters or op.query or op.headers or op.body:  # something to break
-            calls += run(op.as_strategy(generation_mode=GenerationMode.NEGATIVE), all_checks)
+            negative = op.as_strategy(generation_mode=GenerationMode.NEGATIVE)
+            calls += run(negative.map(small_memory_fault), all_checks)
     assert calls >= 15 * len(operations)
