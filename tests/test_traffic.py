@@ -133,13 +133,16 @@ def test_cli_runs_until_sigterm_and_prints_a_summary(service):
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.5)
+    # Time the run from its first progress report: start-up (imports, rendering the
+    # upload clips) takes longer on a loaded machine, and is not what is measured here.
+    first = proc.stderr.readline()
+    assert first.startswith("[traffic"), first
+    time.sleep(1.5)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     summary = json.loads(out)
     assert summary["sent"] >= 10 and summary["status"].get("5xx", 0) == 0
-    assert "[traffic" in err
 
 
 def test_rejects_nonsense_arguments():

@@ -14,7 +14,12 @@ area in ``routes/``:
 ``GET  /metrics``                         Prometheus exposition (job ``vrewcraft-backend``)
 ``GET  /healthz``                         200 once started
 ``/admin/faults``                         the fault switch (see ``faults.py``)
+``GET  /docs``, ``/redoc``                Swagger UI, ReDoc (of ``GET /openapi.json``)
 ========================================  ===============================================
+
+``HEAD`` works on every ``GET`` route and ``OPTIONS`` lists a path's methods in
+``Allow``. Every request has a bounded cost (sizes, times, queue: ``guard.py``,
+``server.py``, ``settings.py``).
 
 >>> from pathlib import Path
 >>> from prometheus_client import CollectorRegistry
