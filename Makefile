@@ -9,31 +9,38 @@ STAMP  := $(VENV)/.installed
 # Jupyter refuses to run as root (containers, CI boxes) unless told it's deliberate.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test setup sysdeps up down status doctor lint bench clean
+.PHONY: lab test test-fast setup sysdeps up down status doctor lint lock bench clean
 
 lab: setup  ## install, start the local stack, open JupyterLab on notebooks/
 	$(PY) -m course_lib up
 	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=notebooks $(ROOT_FLAG)
 
-test: setup  ## install, then run unit tests, config checks and every notebook
+test: setup  ## install, then run unit tests, doctests, config checks and every notebook
 	$(PY) -m pytest
+
+test-fast: $(STAMP)  ## pure unit tests and doctests: no stack, ffmpeg, processes (seconds)
+	$(PY) -m pytest -q -m "not (stack or notebook or ffmpeg or process or slow)"
 
 setup: sysdeps $(STAMP)
 
 sysdeps:
 	@bash scripts/install-system-deps.sh
 
-$(STAMP): requirements.txt pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+$(STAMP): requirements.txt pyproject.toml scripts/install-python-deps.sh
+	@bash scripts/install-python-deps.sh $(VENV) $(PYTHON)
 	@touch $@
+
+lock:  ## recompile requirements.txt from requirements.in (after changing a pin)
+	$(VENV)/bin/uv pip compile requirements.in -o requirements.txt --python-version 3.11 \
+		--custom-compile-command "make lock"
 
 up down status doctor: $(STAMP)
 	$(PY) -m course_lib $@
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff (lint and format) over everything, mypy over course_lib
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 BENCH_STAMP := $(VENV)/.installed-bench
 

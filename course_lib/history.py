@@ -283,12 +283,12 @@ def _simulate(seed: int = SEED) -> _Day:
     load = _load(interval_start + STEP / 2)
 
     parts = []
-    for i, kind in enumerate(_KINDS):
-        lam = PEAK_RATE * kind.share / TOTAL_SHARE * load * STEP
+    for i, spec in enumerate(_KINDS):
+        lam = PEAK_RATE * spec.share / TOTAL_SHARE * load * STEP
         counts = rng.poisson(lam)
         n = int(counts.sum())
         end_ms = np.repeat(interval_start * 1000, counts) + rng.integers(1, STEP * 1000 + 1, n)
-        latency = _lognormal_us(rng, kind.median_ms or 1.0, kind.sigma or 0.3, n)
+        latency = _lognormal_us(rng, spec.median_ms or 1.0, spec.sigma or 0.3, n)
         parts.append(pd.DataFrame({"kind": i, "end_ms": end_ms, "duration_us": latency}))
     # Prometheus scrapes /metrics once per interval: the service counts those requests too.
     scrapes = pd.DataFrame(
@@ -362,7 +362,7 @@ def _simulate(seed: int = SEED) -> _Day:
     )
 
     def of_kind(method: str, route: str, status: str) -> pd.DataFrame:
-        return requests_df[kind == _kind_index(method, route, status)]
+        return requests_df.loc[kind == _kind_index(method, route, status)]
 
     # ffmpeg runs: thumbnail extractions (misses), probes (uploads), trims (202s).
     miss_end = t_end[~hit]
@@ -598,7 +598,7 @@ def families(instance: str = DEFAULT_INSTANCE, seed: int = SEED) -> tuple[Family
     keys, inverse = np.unique(
         (req.kind.to_numpy() + 1) * 1000 + req.code.to_numpy(), return_inverse=True
     )
-    order = np.argsort(inverse, kind="stable")
+    order = np.argsort(inverse)  # any order within a group: only counted
     bounds = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
     groups = {}
     for i, key in enumerate(keys):
@@ -606,22 +606,22 @@ def families(instance: str = DEFAULT_INSTANCE, seed: int = SEED) -> tuple[Family
         method, route = (kind.method, kind.route) if kind else ("GET", "/metrics")
         groups[(route, method, str(key % 1000))] = order[bounds[i] : bounds[i + 1]]
     counters, hists = [], []
+    end_all, duration_all = req.end_ms.to_numpy(), req.duration_us.to_numpy()
     for (route, method, status), rows in sorted(groups.items()):
-        sel = req.iloc[rows]
         labels = {"method": method, "route": route, "status_code": status}
         counters.append(
             Series(
                 "vrewcraft_http_requests_total",
                 _labels(instance, **labels),
-                _used(_counter(_per_scrape(sel.end_ms.to_numpy()))),
+                _used(_counter(_per_scrape(end_all[rows]))),
             )
         )
         hists += _histogram(
             "vrewcraft_http_request_duration_seconds",
             instance,
             HTTP_BUCKETS,
-            sel.end_ms.to_numpy(),
-            sel.duration_us.to_numpy(),
+            end_all[rows],
+            duration_all[rows],
             **labels,
         )
     fams.append(

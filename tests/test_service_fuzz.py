@@ -25,6 +25,9 @@ from course_lib.service.app import make_app
 from course_lib.service.media import make_clip
 from course_lib.service.testing import seeded_settings, serve_in_thread
 
+# The app under test renders its samples with ffmpeg.
+pytestmark = pytest.mark.ffmpeg
+
 EXAMPLES = 25
 #: Why a schema-valid upload may still be refused: the file is not a usable video.
 NOT_A_USABLE_VIDEO = {

@@ -11,6 +11,9 @@ from course_lib.service.testing import seeded_settings
 
 DOCS = ["/openapi.json", "/docs", "/redoc"]
 
+# The app under test renders its samples with ffmpeg.
+pytestmark = pytest.mark.ffmpeg
+
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):

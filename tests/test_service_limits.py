@@ -19,6 +19,9 @@ from course_lib.service.testing import seeded_settings, serve_in_thread
 
 CLIENT_TIMEOUT = 0.5
 
+# The app under test renders its samples with ffmpeg.
+pytestmark = pytest.mark.ffmpeg
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):

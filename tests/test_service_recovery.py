@@ -16,12 +16,16 @@ import sys
 
 import httpx
 import psutil
+import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from course_lib.service.media import make_clip
 from course_lib.service.testing import env_without_redis, free_port, seeded_settings
 from course_lib.supervisor import poll, stop_child
+
+# The service runs as its own process and trims with ffmpeg.
+pytestmark = [pytest.mark.ffmpeg, pytest.mark.process]
 
 
 def start(data_dir, port) -> subprocess.Popen:
