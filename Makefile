@@ -13,7 +13,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lab: setup  ## install, start the local stack, open JupyterLab on notebooks/
 	$(PY) -m course_lib up
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=notebooks $(ROOT_FLAG)
+	PLOTLY_RENDERER=plotly_mimetype+notebook $(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=notebooks $(ROOT_FLAG)
 
 test: setup  ## install, then run unit tests, doctests, config checks and every notebook
 	$(PY) -m pytest
@@ -52,7 +52,9 @@ bench: setup $(BENCH_STAMP)  ## print the benchmark figures (not a test; takes a
 	$(PY) bench/history.py
 	$(PY) bench/explain.py
 	$(PY) bench/instrumentors.py
+	$(PY) bench/middleware_breakdown.py
 	$(PY) bench/latency_gap.py
+	$(PY) bench/production.py
 
 $(BENCH_STAMP): requirements-bench.txt $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt

@@ -15,6 +15,16 @@ The learner's toolkit (what notebook cells call):
   (alert states, notifications, silences).
 * ``grafana`` — Grafana without Grafana: the overview dashboard as code
   (grafana-foundation-sdk), its lint, and a plotly renderer.
+* ``cards`` — interview cards as data (answer, common wrong answer, Korean term, PCA
+  domain), each with a proof on the stack; Anki, CSV and Markdown export.
+* ``scale`` — the extra processes of the production lesson (service replicas found
+  through file discovery, a scratch target and Prometheus, a federating "global"
+  Prometheus, an HA pair writing to VictoriaMetrics), started only when asked;
+  ``cardinality`` grows one label on the scratch target and measures the cost;
+  ``querycost`` times queries as Prometheus reports them; ``recorded_history``
+  backfills the recording rules over the day of history.
+* ``quiz`` — a seeded quiz drawn from the cards in the PCA domain proportions, graded by
+  the exercise system, with a score per domain and the cards to review.
 
 The system being observed:
 
@@ -27,7 +37,7 @@ The system being observed:
 
 Plumbing: ``config`` (ports, state directory, environment variables), ``supervisor``
 (processes, ports, polling, the list of system binaries), ``__main__``
-(``python -m course_lib up | down | status | logs | doctor``).
+(``python -m course_lib up | down | status | logs | doctor | cards``).
 
 "The seed" in comments and notebooks is the Korean tutorial this course grew from,
 *Prometheus + Grafana 모니터링* (VrewCraft); the notebooks teach its mistakes as errata.

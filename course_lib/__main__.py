@@ -1,4 +1,4 @@
-"""Command line for the local stack: ``python -m course_lib up | down | status | logs | doctor``."""
+"""Command line: ``python -m course_lib up | down | status | logs | doctor | cards``."""
 
 from __future__ import annotations
 
@@ -23,8 +23,14 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_argument("component", nargs="?")
     logs.add_argument("-n", "--lines", type=int, default=40)
     sub.add_parser("doctor", help="diagnose binaries, ports and stale pid files")
+    deck = sub.add_parser("cards", help="export the interview cards (Anki deck, CSV, Markdown)")
+    deck.add_argument("--anki", metavar="OUT.apkg", help="write an Anki deck")
+    deck.add_argument("--csv", metavar="OUT.csv", help="write a CSV file")
+    deck.add_argument("--markdown", metavar="OUT.md", help="write a Markdown file")
     args = parser.parse_args(argv)
 
+    if args.command == "cards":
+        return _cards(args)
     try:
         cfg = StackConfig.from_env()
         if args.command == "up":
@@ -50,6 +56,20 @@ def main(argv: list[str] | None = None) -> int:
     except (StackError, ValueError, KeyError) as exc:
         print(f"course {args.command}: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cards(args: argparse.Namespace) -> int:
+    """Export the interview cards to the files asked for; exit 1 with a clear message otherwise."""
+    from course_lib import cards
+
+    try:
+        written = cards.export(anki=args.anki, csv_path=args.csv, markdown=args.markdown)
+    except ValueError as exc:
+        print(f"course cards: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {len(cards.CARDS)} cards to {path}")
     return 0
 
 
