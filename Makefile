@@ -48,6 +48,7 @@ bench: setup $(BENCH_STAMP)  ## print the benchmark figures (not a test; takes a
 	@bash scripts/install-system-deps.sh --bench
 	$(PY) bench/stack.py
 	$(PY) bench/service.py
+	$(PY) bench/limits.py
 	$(PY) bench/history.py
 	$(PY) bench/explain.py
 	$(PY) bench/instrumentors.py

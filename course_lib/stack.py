@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import yaml
 
 from course_lib import backfill, history, recorded_history, supervisor
@@ -270,7 +271,13 @@ COMPONENTS: list[Component] = [
     Component(
         name="pushgateway",
         binaries=("prometheus-pushgateway", "pushgateway"),
-        argv=lambda cfg, bin: [bin, f"--web.listen-address={cfg.address('pushgateway')}"],
+        argv=lambda cfg, bin: [
+            bin,
+            f"--web.listen-address={cfg.address('pushgateway')}",
+            # Debian's binary defaults to /var/lib/prometheus/pushgateway.data, one file
+            # shared by every stack on the machine: keep this stack's groups in its own dir.
+            f"--persistence.file={cfg.data_dir / 'pushgateway.data'}",
+        ],
         job="pushgateway",
     ),
     Component(
@@ -660,7 +667,7 @@ class ComponentStatus:
     """One line of `status`."""
 
     name: str
-    state: str  # healthy | starting | dead | stopped | disabled
+    state: str  # healthy | starting | unresponsive | dead | stopped | disabled
     pid: int | None
     address: str | None
     detail: str = ""
@@ -679,7 +686,8 @@ def status(cfg: StackConfig | None = None) -> list[ComponentStatus]:
         if record is None:
             rows.append(ComponentStatus(comp.name, "stopped", None, address))
             continue
-        if record.process() is None:
+        proc = record.process()
+        if proc is None:
             tail = supervisor.log_tail(comp.log_file(cfg), lines=3).replace("\n", " | ")
             rows.append(
                 ComponentStatus(
@@ -687,17 +695,47 @@ def status(cfg: StackConfig | None = None) -> list[ComponentStatus]:
                 )
             )
             continue
-        state = "healthy" if _healthy(comp, cfg) else "starting"
-        rows.append(ComponentStatus(comp.name, state, record.pid, address))
+        state, detail = _liveness(comp, cfg, proc, record.create_time)
+        rows.append(ComponentStatus(comp.name, state, record.pid, address, detail))
     return rows
+
+
+#: How long a component may take to answer its health check before it counts as hung.
+STARTUP_GRACE_SECONDS = 60.0
+
+
+def _liveness(
+    comp: Component, cfg: StackConfig, proc: psutil.Process, started: float
+) -> tuple[str, str]:
+    """Return (state, detail) of a live process: healthy, starting or unresponsive.
+
+    A stopped process (SIGSTOP, Ctrl-Z) is checked first: the kernel still completes TCP
+    handshakes on its listening socket, so a port check alone would call it healthy.
+    """
+    try:
+        run_state = proc.status()
+    except psutil.Error:
+        run_state = None
+    if run_state in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP):
+        return (
+            "unresponsive",
+            f"process is stopped (SIGSTOP/Ctrl-Z); resume it: kill -CONT {proc.pid}",
+        )
+    if _healthy(comp, cfg):
+        return "healthy", ""
+    age = time.time() - started
+    if age < STARTUP_GRACE_SECONDS:
+        return "starting", ""
+    target = comp.health_url(cfg) or f"port {comp.port(cfg)}"
+    return "unresponsive", f"running for {age:.0f}s but not answering {target}"
 
 
 def format_status(rows: list[ComponentStatus]) -> str:
     """Render status rows as an aligned table."""
-    lines = [f"{'component':<14}{'state':<10}{'pid':<9}{'address':<17}detail"]
+    lines = [f"{'component':<14}{'state':<14}{'pid':<9}{'address':<17}detail"]
     for r in rows:
         pid = str(r.pid or "-")
-        lines.append(f"{r.name:<14}{r.state:<10}{pid:<9}{r.address or '-':<17}{r.detail}")
+        lines.append(f"{r.name:<14}{r.state:<14}{pid:<9}{r.address or '-':<17}{r.detail}")
     return "\n".join(lines)
 
 

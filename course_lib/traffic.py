@@ -42,6 +42,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -164,16 +165,17 @@ def _hot_frames(videos: list[tuple[str, float]]) -> tuple[list[tuple[str, float]
     return frames, [1.0 / (rank**ZIPF_S) for rank in range(1, len(frames) + 1)]
 
 
-def _render_clips(count: int = 2) -> list[bytes]:
-    """Render tiny clips to upload (empty if ffmpeg is missing)."""
+@cache
+def _render_clips(count: int = 2) -> tuple[bytes, ...]:
+    """Render tiny clips to upload, once per process (empty if ffmpeg is missing)."""
     if shutil.which("ffmpeg") is None:
-        return []
+        return ()
     from course_lib.service.media import make_clip
 
     with tempfile.TemporaryDirectory(prefix="vrewcraft-traffic-") as tmp:
-        return [
+        return tuple(
             make_clip(Path(tmp) / f"clip-{i}.mp4", seconds=1 + i).read_bytes() for i in range(count)
-        ]
+        )
 
 
 class _Generator:
@@ -204,7 +206,7 @@ class _Generator:
         self.progress_every = progress_every
         self.out = out
         self.summary = TrafficSummary(target=self.target)
-        self.clips: list[bytes] = []
+        self.clips: tuple[bytes, ...] = ()
         self.catalog = _Catalog([], [], [])
         self.in_flight: set[asyncio.Task] = set()
 

@@ -197,6 +197,77 @@ class TestUploads:
         assert files_under(data_dir) == before
         assert list((data_dir / "tmp").iterdir()) == []
 
+    def test_multipart_without_its_closing_boundary_is_400(self, service, tmp_path):
+        client, registry, data_dir = service
+        before = files_under(data_dir)
+        rejected = value(registry, "vrewcraft_video_uploads_total", status="rejected")
+        clip = make_clip(tmp_path / "ok.mp4").read_bytes()
+        body = multipart_head("cut") + clip  # the client stopped before "--cut--"
+        response = client.post(
+            "/api/upload",
+            content=body,
+            headers={"content-type": "multipart/form-data; boundary=cut"},
+        )
+        detail = assert_error(response, 400, "incomplete_upload")["detail"]
+        assert "closing boundary" in detail
+        assert value(registry, "vrewcraft_video_uploads_total", status="rejected") == rejected + 1
+        assert files_under(data_dir) == before
+        complete = body + b"\r\n--cut--\r\n"  # the same bytes, finished: accepted
+        response = client.post(
+            "/api/upload",
+            content=complete,
+            headers={"content-type": "multipart/form-data; boundary=cut"},
+        )
+        assert response.status_code == 201, response.text
+
+    @pytest.mark.parametrize("keep", [0.99, 0.9])
+    def test_mp4_cut_short_is_422_truncated(self, service, tmp_path, keep):
+        client, registry, data_dir = service
+        clip = make_clip(tmp_path / "ok.mp4", seconds=4).read_bytes()
+        before = files_under(data_dir)
+        rejected = value(registry, "vrewcraft_video_uploads_total", status="rejected")
+        cut = clip[: int(len(clip) * keep)]  # header (moov, in front) intact, media data cut
+        response = client.post("/api/upload", files={"file": ("cut.mp4", cut, "video/mp4")})
+        detail = assert_error(response, 422, "truncated_video")["detail"]
+        assert "says it lasts 4.000 s but its data ends at" in detail
+        assert value(registry, "vrewcraft_video_uploads_total", status="rejected") == rejected + 1
+        assert files_under(data_dir) == before
+
+    @pytest.mark.parametrize(
+        ("size", "shown"),
+        [("4096x4096", "4096x4096 (16,777,216 pixels)"), ("8192x64", "8192x64 (524,288 pixels)")],
+    )
+    def test_frames_over_the_limits_are_refused_before_decoding(
+        self, service, tmp_path, size, shown
+    ):
+        client, registry, data_dir = service
+        # Tiny as a file (a flat frame compresses to nothing), huge to decode.
+        big = make_clip(tmp_path / "big.mp4", seconds=0.2, size=size, source="color")
+        assert big.stat().st_size < LIMIT  # well under the upload limit in bytes
+        probes = value(registry, "vrewcraft_ffmpeg_duration_seconds_count", operation="probe")
+        before = files_under(data_dir)
+        with big.open("rb") as fh:
+            response = client.post("/api/upload", files={"file": ("big.mp4", fh, "video/mp4")})
+        detail = assert_error(response, 422, "frame_too_large")["detail"]
+        assert shown in detail
+        assert "8,294,400 pixels per frame and 4096 pixels per side" in detail
+        # ffprobe ran (one probe), no frame was decoded (that would be a second one).
+        assert (
+            value(registry, "vrewcraft_ffmpeg_duration_seconds_count", operation="probe")
+            == probes + 1
+        )
+        assert files_under(data_dir) == before
+
+    def test_error_messages_show_no_server_paths(self, service):
+        client, _, data_dir = service
+        response = client.post(
+            "/api/upload", files={"file": ("x.mp4", b"\x00\x00\x00\x18ftypmp42" * 40, "video/mp4")}
+        )
+        assert response.status_code in (415, 422)
+        detail = response.json()["detail"]
+        assert "Invalid data found" in detail  # ffmpeg's own words, naming the file ...
+        assert str(data_dir) not in detail and "/" not in detail  # ... by its name only
+
     def test_corrupt_video_is_422_counted_and_leaves_nothing(self, service, tmp_path):
         client, registry, data_dir = service
         bad = corrupt_video(make_clip(tmp_path / "ok.mp4", seconds=2), tmp_path / "bad.mp4")
@@ -304,6 +375,10 @@ class TestTrims:
             "not json",
             '{"start": 0, "end": 2, "speed": 9}',
             "[]",
+            '{"start": true, "end": 2}',
+            '{"start": "1", "end": 2}',
+            '{"start": 0, "end": "2.5"}',
+            '{"start": 0, "end": false}',
         ],
     )
     def test_malformed_body_is_422(self, service, raw):
@@ -312,6 +387,22 @@ class TestTrims:
             "/api/videos/sample-1/trim", content=raw, headers={"content-type": "application/json"}
         )
         assert_error(response, 422)
+
+    def test_trim_shorter_than_a_millisecond_is_refused_up_front(self, service):
+        client, _, _ = service
+        body = assert_error(
+            client.post("/api/videos/sample-1/trim", json={"start": 1, "end": 1.0004}),
+            422,
+            "invalid_range",
+        )
+        assert "the shortest ffmpeg can cut is 0.001 s" in body["detail"]
+        # The shortest allowed trim really works (one frame).
+        started = client.post("/api/videos/sample-1/trim", json={"start": 1, "end": 1.001})
+        assert started.status_code == 202, started.text
+        with client.websocket_connect(started.json()["websocket_url"]) as ws:
+            while (state := ws.receive_json())["status"] not in ("succeeded", "failed"):
+                pass
+        assert state["status"] == "succeeded", state
 
     def test_corrupt_video_trim_fails_counted_with_no_partial_output(self, service):
         client, registry, data_dir = service
@@ -343,3 +434,36 @@ class TestTrims:
         assert "thumbnail failed" in body["detail"]
         assert value(registry, "vrewcraft_ffmpeg_errors_total", operation="thumbnail") == errors + 1
         assert value(registry, "vrewcraft_ffmpeg_jobs_active") == 0
+
+
+class TestFaultSwitchTypes:
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"ffmpeg_broken": "yes"},
+            {"ffmpeg_broken": 0.0},
+            {"ffmpeg_broken": 1},
+            {"flush_cache": "true"},
+            {"error_ratio": True},
+            {"error_ratio": "0.5"},
+            {"latency": {"*": True}},
+            {"latency": {"*": "1"}},
+        ],
+    )
+    def test_loose_types_are_422_and_change_nothing(self, service, body):
+        client, _, _ = service
+        before = client.get("/admin/faults").json()
+        for method in ("POST", "PUT"):
+            assert_error(client.request(method, "/admin/faults", json=body), 422)
+        assert client.get("/admin/faults").json() == before
+
+    def test_json_numbers_and_booleans_are_accepted(self, service):
+        client, _, _ = service
+        try:
+            state = client.post(
+                "/admin/faults", json={"error_ratio": 0, "latency": {"/nowhere": 1}}
+            ).json()
+            assert state["error_ratio"] == 0.0 and state["latency"] == {"/nowhere": 1.0}
+            assert client.post("/admin/faults", json={"ffmpeg_broken": False}).status_code == 200
+        finally:
+            client.delete("/admin/faults")

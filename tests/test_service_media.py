@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import shutil
 import subprocess
 import threading
 
@@ -234,3 +235,25 @@ def test_no_file_descriptor_or_thread_leaks(clip, corrupt):
     assert threading.active_count() <= before
     assert value(registry, "vrewcraft_ffmpeg_jobs_active") == 0
     assert value(registry, "vrewcraft_ffmpeg_errors_total", operation="thumbnail") == 40
+
+
+def test_trim_that_hits_its_timeout_fails_with_a_message_and_leaves_nothing(clip, tmp_path):
+    registry = CollectorRegistry()
+    media = Media(VrewCraftMetrics(registry), broken=lambda: False, process_timeout=0.05)
+    dst = tmp_path / "out.mp4"
+
+    async def progress(_: float) -> None:
+        pass
+
+    with pytest.raises(FFmpegError) as caught:
+        asyncio.run(media.trim(clip, dst, 0.0, 5.0, progress))
+    assert str(caught.value) == "ffmpeg trim failed: timed out after 0.05 s (killed)"
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its .partial
+    assert value(registry, "vrewcraft_ffmpeg_errors_total", operation="trim") == 1
+    assert value(registry, "vrewcraft_ffmpeg_jobs_active") == 0
+
+
+def test_ffmpeg_children_are_set_to_die_with_the_service():
+    args = media_module._dies_with_parent(["ffmpeg", "-version"])
+    assert args[:4] == [shutil.which("setpriv"), "--pdeathsig", "KILL", "--"]
+    assert args[4:] == ["ffmpeg", "-version"]

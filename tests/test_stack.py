@@ -10,6 +10,7 @@ import smtplib
 import socket
 import sys
 import urllib.request
+import uuid
 from email.message import EmailMessage
 
 import psutil
@@ -145,6 +146,50 @@ def test_dead_component_shows_in_status_and_up_restarts_it(scratch_cfg, monkeypa
     finally:
         assert stack_mod.down(scratch_cfg) == ["web"]
     assert [r.state for r in stack_mod.status(scratch_cfg)] == ["stopped"]
+
+
+@pytest.mark.process
+def test_stopped_component_shows_unresponsive_not_starting(scratch_cfg, monkeypatch):
+    web = Component(
+        name="web",
+        health_path="/",
+        argv=lambda cfg, py: [py, "-m", "http.server", str(cfg.port("web")), "--bind", "127.0.0.1"],
+    )
+    monkeypatch.setattr(stack_mod, "COMPONENTS", [web])
+    try:
+        stack_mod.up(scratch_cfg, timeout=10)
+        pid = supervisor.read_pid(web.pid_file(scratch_cfg)).pid
+        os.kill(pid, signal.SIGSTOP)
+        try:  # the signal is delivered asynchronously
+            assert supervisor.poll(lambda: psutil.Process(pid).status() == "stopped", 5)
+            row = stack_mod.status(scratch_cfg)[0]
+            assert row.state == "unresponsive", row
+            assert f"kill -CONT {pid}" in row.detail
+            # The kernel still accepts TCP connections for a stopped process:
+            assert supervisor.tcp_ok(scratch_cfg.port("web"))
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert supervisor.poll(lambda: stack_mod.status(scratch_cfg)[0].state == "healthy", 5)
+    finally:
+        stack_mod.down(scratch_cfg)
+
+
+@pytest.mark.process
+def test_component_hung_past_its_start_grace_is_unresponsive(scratch_cfg, monkeypatch):
+    mute = python_component(
+        "slowpoke", "import time; time.sleep(60)", health_path="/healthz"
+    )  # never listens: "starting" during the grace period, "unresponsive" after it
+    monkeypatch.setattr(stack_mod, "COMPONENTS", [mute])
+    try:
+        with pytest.raises(stack_mod.NotReadyError):
+            stack_mod.up(scratch_cfg, timeout=0.5)
+        assert stack_mod.status(scratch_cfg)[0].state == "starting"
+        monkeypatch.setattr(stack_mod, "STARTUP_GRACE_SECONDS", 0.0)
+        row = stack_mod.status(scratch_cfg)[0]
+        assert row.state == "unresponsive"
+        assert "not answering http://127.0.0.1:" in row.detail
+    finally:
+        stack_mod.down(scratch_cfg)
 
 
 @pytest.mark.process
@@ -359,3 +404,84 @@ def test_dependent_component_starts_after_its_dependency_is_healthy(scratch_cfg,
         assert [r.state for r in stack_mod.status(scratch_cfg)] == ["healthy", "healthy"]
     finally:
         stack_mod.down(scratch_cfg)
+
+
+@pytest.mark.stack
+def test_two_stacks_share_no_state(stack, tmp_path):
+    """What one stack pushes, stores or uploads is invisible to a second one next to it."""
+    from prometheus_client import CollectorRegistry, Gauge, push_to_gateway
+
+    from course_lib.service.media import make_clip
+
+    token = f"iso{uuid.uuid4().hex[:12]}"
+    offset = os.environ.get(
+        "COURSE_SECOND_STACK_OFFSET", str(int(os.environ["COURSE_PORT_OFFSET"]) + 500)
+    )
+
+    def other_config(name: str, service: bool = True) -> StackConfig:
+        env = {"COURSE_PORT_OFFSET": offset, "COURSE_STATE_DIR": str(tmp_path / name)}
+        return StackConfig.from_env(
+            {**env, "COURSE_TRAFFIC": "0", "COURSE_SERVICE": str(int(service))}
+        )
+
+    second = other_config("second")
+    third = other_config("third", service=False)
+
+    def push(cfg_url: str, value: float) -> None:
+        registry = CollectorRegistry()
+        Gauge("isolation_probe", "Pushed by the isolation test", registry=registry).set(value)
+        push_to_gateway(cfg_url, job="isolation", grouping_key={"token": token}, registry=registry)
+
+    def groups(pushgateway_url: str) -> list[dict]:
+        data = requests.get(f"{pushgateway_url}/api/v1/metrics", timeout=5).json()["data"]
+        return [g for g in data if g["labels"].get("token") == token]
+
+    def silences(alertmanager_url: str) -> list[dict]:
+        found = requests.get(f"{alertmanager_url}/api/v2/silences", timeout=5).json()
+        return [s for s in found if s["comment"] == token]
+
+    # One stack pushes, stores (Prometheus, Alertmanager) and uploads.
+    push(stack.pushgateway_url, 1)
+    stack.wait_for(f'isolation_probe{{token="{token}"}} == 1', timeout=30)
+    silence = {
+        "matchers": [{"name": "alertname", "value": token, "isRegex": False}],
+        "startsAt": "2020-01-01T00:00:00Z",
+        "endsAt": "2099-01-01T00:00:00Z",
+        "createdBy": "isolation test",
+        "comment": token,
+    }
+    assert requests.post(f"{stack.alertmanager_url}/api/v2/silences", json=silence, timeout=5).ok
+    clip = make_clip(tmp_path / "clip.mp4")
+    with clip.open("rb") as f:
+        uploaded = requests.post(
+            f"{stack.service_url}/api/upload", files={"file": ("clip.mp4", f)}, timeout=30
+        )
+    assert uploaded.status_code == 201, uploaded.text
+    video_id = uploaded.json()["id"]
+
+    try:
+        # A second stack on other ports and another state dir sees none of it.
+        other = stack_mod.up(second, timeout=60)
+        assert groups(other.pushgateway_url) == []
+        assert other.query(f'isolation_probe{{token="{token}"}}').empty
+        assert silences(other.alertmanager_url) == []
+        missing = requests.get(f"{other.service_url}/api/videos/{video_id}", timeout=5)
+        assert missing.status_code == 404
+
+        # What it pushes is saved in its own state dir: a fresh stack doesn't get it ...
+        push(other.pushgateway_url, 2)
+        stack_mod.down(second)
+        assert (second.data_dir / "pushgateway.data").is_file()
+        fresh = stack_mod.up(third, timeout=60)
+        assert groups(fresh.pushgateway_url) == []
+        stack_mod.down(third)
+        # ... while its own restart does, and the first stack never saw it.
+        again = stack_mod.up(second, timeout=60)
+        restored = groups(again.pushgateway_url)
+        assert [g["isolation_probe"]["metrics"][0]["value"] for g in restored] == ["2"]
+        first = groups(stack.pushgateway_url)
+        assert [g["isolation_probe"]["metrics"][0]["value"] for g in first] == ["1"]
+    finally:
+        stack_mod.down(third)
+        stack_mod.down(second)
+        requests.delete(f"{stack.pushgateway_url}/metrics/job/isolation/token/{token}", timeout=5)

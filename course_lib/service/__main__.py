@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     from prometheus_client import CollectorRegistry
 
     from .app import make_app
+    from .server import uvicorn_config
 
     args = parse_args(argv)
     overrides: dict[str, object] = {}
@@ -74,15 +75,13 @@ def main(argv: list[str] | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
     app = make_app(registry=CollectorRegistry(), settings=settings)
-    config = uvicorn.Config(
+    config = uvicorn_config(
         app,
-        host=args.host,
-        port=args.port,
+        args.host,
+        args.port,
+        settings,
         log_level=args.log_level,
-        access_log=False,
-        lifespan="on",
         timeout_graceful_shutdown=5,
-        ws="websockets-sansio",
     )
     uvicorn.Server(config).run()
 

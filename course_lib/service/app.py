@@ -14,7 +14,12 @@ area in ``routes/``:
 ``GET  /metrics``                         Prometheus exposition (job ``vrewcraft-backend``)
 ``GET  /healthz``                         200 once started
 ``/admin/faults``                         the fault switch (see ``faults.py``)
+``GET  /docs``, ``/redoc``                Swagger UI, ReDoc (of ``GET /openapi.json``)
 ========================================  ===============================================
+
+``HEAD`` works on every ``GET`` route and ``OPTIONS`` lists a path's methods in
+``Allow``. Every request has a bounded cost (sizes, times, queue: ``guard.py``,
+``server.py``, ``settings.py``).
 
 >>> from pathlib import Path
 >>> from prometheus_client import CollectorRegistry
@@ -36,6 +41,7 @@ from prometheus_client import CollectorRegistry
 from .core import Service
 from .errors import install_error_handlers
 from .faults import FaultState
+from .guard import RequestGuard
 from .looplag import event_loop_lag_histogram, watch_event_loop_lag
 from .media import Media
 from .metrics import VrewCraftMetrics, register_default_collectors
@@ -93,6 +99,7 @@ def make_app(
         ffprobe_bin=settings.ffprobe,
         thumbnail_width=settings.thumbnail_width,
         thumbnail_threads=settings.thumbnail_threads,
+        process_timeout=settings.ffmpeg_timeout_seconds,
     )
 
     @asynccontextmanager
@@ -112,14 +119,25 @@ def make_app(
         version="1.0.0",
         lifespan=lifespan,
         description="Toy video-editing backend instrumented for Prometheus.",
+        # Served by routes/docs.py instead, so that they get their own route label.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.service = None
+    app.state.settings = settings
     process = psutil.Process(os.getpid())
     metrics.watch_memory(lambda: read_memory(process))
     metrics.watch_db_pool(
         lambda: app.state.service.store.pool.stats() if app.state.service else NO_POOL
     )
-    if settings.instrument_http:
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.client_timeout_seconds,
+        unlimited_paths=frozenset({"/api/upload"}),
+    )
+    if settings.instrument_http:  # added last: outermost, so it sees the guard's refusals
         app.add_middleware(PrometheusMiddleware, metrics=metrics)
     install_error_handlers(app)
     for router in ROUTERS:

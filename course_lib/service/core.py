@@ -9,6 +9,7 @@ through the ``ServiceDep`` dependency (``deps.py``).
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
@@ -21,6 +22,8 @@ from .metrics import VrewCraftMetrics
 from .settings import Settings
 from .storage import Video, VideoStore, now
 from .thumbnails import ThumbnailService
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,7 +54,12 @@ class Service:
         s = settings
         for d in (s.uploads_dir, s.processed_dir, s.samples_dir, s.tmp_dir):
             d.mkdir(parents=True, exist_ok=True)
-        for stale in s.tmp_dir.iterdir():  # leftovers of a crash: never half-written data
+        # Leftovers of a crash (kill -9, power loss): never serve half-written data.
+        for stale in [
+            *s.tmp_dir.iterdir(),
+            *s.processed_dir.glob(".*.partial"),
+            *s.samples_dir.glob(".*.partial"),
+        ]:
             stale.unlink(missing_ok=True)
         store = await asyncio.to_thread(VideoStore, s.db_path, s.db_pool_size)
         try:
@@ -60,8 +68,15 @@ class Service:
             store.close()
             raise
         jobs = JobManager(
-            store, media, metrics, s.data_dir, s.processed_dir, s.max_concurrent_trims
+            store,
+            media,
+            metrics,
+            s.data_dir,
+            s.processed_dir,
+            max_concurrent=s.max_concurrent_trims,
+            max_queued=s.max_queued_trims,
         )
+
         svc = cls(
             settings=s,
             registry=registry,
@@ -76,6 +91,9 @@ class Service:
             jobs=jobs,
         )
         try:
+            interrupted = await jobs.recover()
+            if interrupted:
+                log.warning("marked %d unfinished job(s) of the previous run failed", interrupted)
             svc.sample_ids = await ensure_samples(s, store, media)
         except BaseException:
             await svc.stop()

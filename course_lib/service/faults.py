@@ -46,10 +46,10 @@ from __future__ import annotations
 import math
 import mmap
 import random
-from typing import Any
+from typing import Annotated, Any
 
 import psutil
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 #: The most memory the ``memory_mb`` fault may hold: enough to cross the HighMemoryUsage
 #: alert's 1 GiB, small enough that a typo can't take the machine down.
@@ -57,14 +57,26 @@ MAX_MEMORY_MB = 2048
 #: Memory is taken in chunks this large, each one written so its pages are resident
 #: (a fresh, never-written allocation costs address space, not RAM).
 _CHUNK_MB = 16
+#: Extra latency of one route: bounded, so that the schema says what is accepted.
+LatencySeconds = Annotated[float, Field(ge=0.0, le=30.0, allow_inf_nan=False)]
+
+
+def _integral(value: object) -> object:
+    """Let 16.0 through as 16: JSON Schema calls it an integer (the model stays strict)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+#: The ``memory_mb`` fault: a JSON integer (16 or 16.0, not "16", true or 16.5) in range.
+#: (The bounds come before the validator, or the schema loses them.)
+MemoryMb = Annotated[int, Field(ge=0, le=MAX_MEMORY_MB), BeforeValidator(_integral)]
 
 
 class FaultUpdate(BaseModel):
-    """Body of POST/PUT /admin/faults."""
+    """Body of POST/PUT /admin/faults (strict JSON types: "yes", 0 or "0.5" are refused)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    latency: dict[str, float] | None = Field(
+    latency: dict[str, LatencySeconds] | None = Field(
         default=None, description="Extra seconds per route template; '*' = every /api route."
     )
     error_ratio: float | None = Field(
@@ -77,22 +89,11 @@ class FaultUpdate(BaseModel):
     cache_disabled: bool | None = Field(
         default=None, description="Bypass the thumbnail cache: every lookup is a miss."
     )
-    memory_mb: int | None = Field(
+    memory_mb: MemoryMb | None = Field(
         default=None,
-        ge=0,
-        le=MAX_MEMORY_MB,
         description=f"Extra resident memory to hold, in MiB (at most {MAX_MEMORY_MB}).",
     )
     flush_cache: bool = Field(default=False, description="Empty the thumbnail cache once.")
-
-    @field_validator("latency")
-    @classmethod
-    def _bounded_latency(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        """Refuse negative, non-finite or absurd (> 30 s) latencies."""
-        for route, seconds in (value or {}).items():
-            if not math.isfinite(seconds) or not 0.0 <= seconds <= 30.0:
-                raise ValueError(f"latency for {route!r} must be between 0 and 30 seconds")
-        return value
 
     @field_validator("memory_mb")
     @classmethod

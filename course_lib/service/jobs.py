@@ -22,6 +22,28 @@ from .storage import Job, Video, VideoStore, now
 log = logging.getLogger(__name__)
 
 FINISHED = ("succeeded", "failed")
+UNFINISHED = ("queued", "running")
+#: What a client refused for a full queue is told to wait (a 6 s sample trims in < 1 s).
+RETRY_AFTER_SECONDS = 2
+#: The error of jobs found unfinished at start-up: the service died under them.
+INTERRUPTED = "interrupted: the service stopped while this job was {status}; submit it again"
+
+
+class QueueFull(Exception):
+    """Too many trim jobs are waiting; ``retry_after`` is a fair wait in seconds."""
+
+    def __init__(self, waiting: int, retry_after: int = RETRY_AFTER_SECONDS) -> None:
+        super().__init__(f"{waiting} trim jobs are already waiting; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+def describe(exc: BaseException) -> str:
+    """Return a failure message that is never empty (``str(TimeoutError())`` is '').
+
+    >>> describe(TimeoutError()), describe(ValueError("bad range"))
+    ('TimeoutError', 'bad range')
+    """
+    return str(exc) or type(exc).__name__
 
 
 class JobManager:
@@ -35,6 +57,7 @@ class JobManager:
         data_dir: Path,
         processed_dir: Path,
         max_concurrent: int = 2,
+        max_queued: int = 8,
     ) -> None:
         self.store = store
         self.media = media
@@ -42,12 +65,27 @@ class JobManager:
         self.data_dir = data_dir
         self.processed_dir = processed_dir
         self._slots = asyncio.Semaphore(max_concurrent)
+        self.max_queued = max_queued
+        self._waiting = 0  # submitted jobs that have no slot yet
         self._live: dict[str, Job] = {}
         self._changed = asyncio.Condition()
         self._tasks: set[asyncio.Task[None]] = set()
 
+    async def recover(self) -> int:
+        """Fail the jobs a previous run left unfinished (it died); return how many.
+
+        Their outputs were never renamed into place; ``.partial`` files are removed by
+        the service's start-up.
+        """
+        return await self.store.fail_unfinished(UNFINISHED, INTERRUPTED, now())
+
     async def submit(self, video: Video, start: float, end: float) -> Job:
-        """Create a queued trim job for ``video`` and start it in the background."""
+        """Create a queued trim job for ``video`` and start it in the background.
+
+        Raises QueueFull when ``max_queued`` jobs are already waiting for a slot.
+        """
+        if self._waiting >= self.max_queued:
+            raise QueueFull(self._waiting)
         job = Job(
             id=uuid.uuid4().hex,
             video_id=video.id,
@@ -61,7 +99,12 @@ class JobManager:
             created_at=now(),
             finished_at=None,
         )
-        await self.store.save_job(job)
+        self._waiting += 1
+        try:
+            await self.store.save_job(job)
+        except BaseException:
+            self._waiting -= 1
+            raise
         self._live[job.id] = job
         task = asyncio.get_running_loop().create_task(self._run(job, video))
         self._tasks.add(task)
@@ -99,9 +142,14 @@ class JobManager:
         """Run one trim: queued -> running -> succeeded/failed, never stuck on a path."""
         output_id = uuid.uuid4().hex
         dst = self.processed_dir / f"{output_id}.mp4"
+        waiting = True
         try:
             async with self._slots:
+                self._waiting -= 1
+                waiting = False
                 await self._publish(job, status="running")
+                # Saved too: after a crash, the next start can tell queued from running.
+                await self.store.save_job(job)
 
                 async def on_progress(value: float) -> None:
                     """Forward ffmpeg progress to watchers."""
@@ -128,8 +176,8 @@ class JobManager:
         except (FFmpegError, ValueError, OSError) as exc:
             dst.unlink(missing_ok=True)
             self.metrics.video_edits.labels(edit_type="trim", status="failed").inc()
-            log.warning("trim job %s failed: %s", job.id, exc)
-            await self._finish(job, status="failed", error=str(exc))
+            log.warning("trim job %s failed: %s", job.id, describe(exc))
+            await self._finish(job, status="failed", error=describe(exc))
         except BaseException:
             dst.unlink(missing_ok=True)
             self.metrics.video_edits.labels(edit_type="trim", status="failed").inc()
@@ -138,6 +186,9 @@ class JobManager:
         else:
             self.metrics.video_edits.labels(edit_type="trim", status="success").inc()
             await self._finish(job, status="succeeded", progress=1.0, output_video_id=output_id)
+        finally:
+            if waiting:  # never got a slot
+                self._waiting -= 1
 
     async def _finish(self, job: Job, **changes: object) -> None:
         """Record the final state, save it, wake watchers and forget the live copy."""

@@ -33,11 +33,13 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +107,7 @@ class FFmpegError(RuntimeError):
         self.returncode = returncode
         self.stderr = stderr
         last = stderr.strip().splitlines()[-1] if stderr.strip() else "no error output"
+        last = without_paths(last)
         exit_code = "" if returncode is None else f" (exit {returncode})"
         super().__init__(f"ffmpeg {operation} failed{exit_code}: {last}")
 
@@ -134,18 +137,40 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
     await proc.wait()
 
 
+def _dies_with_parent(args: Sequence[str]) -> list[str]:
+    """Return ``args`` run so that the kernel SIGKILLs the child if the service dies.
+
+    Without this, ffmpeg outlives a service killed with SIGKILL (re-parented to PID 1,
+    still encoding, with nobody left to enforce its timeout). ``setpriv --pdeathsig``
+    (util-linux, on every Debian) sets Linux's PR_SET_PDEATHSIG and execs the command,
+    which keeps it (so does ``nice``). The signal fires when the thread that started the
+    child exits: the event loop's thread, which lives as long as the service. Done by a
+    wrapper rather than ``preexec_fn``, which is unsafe in a process with threads.
+    """
+    setpriv = _setpriv()
+    return [setpriv, "--pdeathsig", "KILL", "--", *args] if setpriv else list(args)
+
+
+@cache
+def _setpriv() -> str | None:
+    """Return the path of ``setpriv`` if this system has one that can set pdeathsig."""
+    return shutil.which("setpriv") if sys.platform == "linux" else None
+
+
 async def run_process(
     args: Sequence[str],
     timeout: float = PROCESS_TIMEOUT,
     on_line: Callable[[str], Awaitable[None]] | None = None,
+    operation: str = "run",
 ) -> tuple[int, bytes, str]:
     """Run a command; return (exit code, stdout, stderr tail). Killed on timeout or cancel.
 
     With ``on_line``, stdout is handed over line by line as it arrives (and the returned
-    stdout is empty) instead of being collected.
+    stdout is empty) instead of being collected. Raises FFmpegError naming ``operation``
+    when the timeout is hit. The child is killed by the kernel if the service dies.
     """
     proc = await asyncio.create_subprocess_exec(
-        *args,
+        *_dies_with_parent(args),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -157,6 +182,9 @@ async def run_process(
                 _read_all(proc.stdout, on_line), _read_tail(proc.stderr)
             )
             code = await proc.wait()
+    except TimeoutError:
+        await _kill(proc)
+        raise FFmpegError(operation, None, f"timed out after {timeout:g} s (killed)") from None
     except BaseException:
         await _kill(proc)
         raise
@@ -224,6 +252,53 @@ def _frame_at(
     if frame is None:  # nothing decodable from the keyframe on
         raise bad[-1] if bad else FFmpegError(operation, None, "no frame decoded")
     return frame  # t is inside the last frame
+
+
+@dataclass(frozen=True)
+class DecodedSpan:
+    """How long a video says it is, and how far its data really decodes (seconds)."""
+
+    stated_end: float  # the container header's duration of the video stream
+    decoded_end: float  # end of the last frame that decodes
+    frame_seconds: float  # one frame at the stream's average rate (0 if unknown)
+
+    @property
+    def missing(self) -> float:
+        """Return how many seconds of stated video don't decode."""
+        return max(0.0, self.stated_end - self.decoded_end)
+
+
+def decoded_span(path: Path, operation: str = "probe") -> DecodedSpan:
+    """Return how long the video says it is and how far it really decodes (blocking).
+
+    The stated end is what the container's header says (an MP4's ``moov``); the decoded
+    end comes from actually decoding from the last keyframe on. A file cut short keeps
+    its header, so the two disagree by the missing part. Cheap: one GOP is decoded.
+    Stated and decoded ends are 0 when the header states no duration (nothing to check).
+
+    >>> from course_lib.service.testing import rendered_samples
+    >>> span = decoded_span(rendered_samples() / "sample-1.mp4")
+    >>> span.stated_end, round(span.missing, 3), round(span.frame_seconds, 3)
+    (6.0, 0.0, 0.067)
+    """
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise FFmpegError(operation, None, "no video stream")
+            stream = container.streams.video[0]
+            stream.codec_context.thread_count = 1
+            assert stream.time_base is not None
+            rate = stream.average_rate
+            frame_seconds = float(1 / rate) if rate else 0.0
+            if not stream.duration:
+                return DecodedSpan(0.0, 0.0, frame_seconds)
+            stated = float(stream.duration * stream.time_base)
+            frame = _frame_at(container, stream, stated, operation)
+            start = (frame.pts or 0) - (stream.start_time or 0)
+            decoded = float(start * stream.time_base) + frame_seconds
+            return DecodedSpan(stated, decoded, frame_seconds)
+    except av.FFmpegError as exc:
+        raise FFmpegError(operation, None, f"{exc.strerror or exc} ({path.name})") from exc
 
 
 def _encode_jpeg(frame: av.VideoFrame, width: int) -> bytes:
@@ -348,8 +423,10 @@ class Media:
         ffprobe_bin: str = "ffprobe",
         thumbnail_width: int = 160,
         thumbnail_threads: int = 2,
+        process_timeout: float = PROCESS_TIMEOUT,
     ) -> None:
         self.metrics = metrics
+        self.process_timeout = process_timeout
         self.broken = broken
         self.ffmpeg_bin = ffmpeg_bin
         self.ffprobe_bin = ffprobe_bin
@@ -406,11 +483,13 @@ class Media:
             ]
         )
         with self.metrics.ffmpeg_job("probe"):
-            code, out, err = await run_process(args)
+            code, out, err = await run_process(args, self.process_timeout, operation="probe")
             if code != 0 and not any(marker in err for marker in NOT_A_VIDEO_MARKERS):
                 raise FFmpegError("probe", code, err)
         if code != 0:
-            raise NotAVideo(err.strip().splitlines()[-1] if err.strip() else "unreadable")
+            raise NotAVideo(
+                without_paths(err.strip().splitlines()[-1]) if err.strip() else "unreadable"
+            )
         try:
             info = json.loads(out)
         except ValueError as exc:
@@ -456,6 +535,16 @@ class Media:
                     operation,
                 )
 
+    async def decoded_span(self, path: Path) -> DecodedSpan:
+        """Return how long ``path``'s video says it is and how far it decodes."""
+        async with self._extract_slots:
+            with self.metrics.ffmpeg_job("probe"):
+                if self.broken():
+                    raise FFmpegError("probe", None, BROKEN_MESSAGE)
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._decoder_pool(), decoded_span, path
+                )
+
     async def trim(
         self,
         src: Path,
@@ -480,7 +569,9 @@ class Media:
 
         try:
             with self.metrics.ffmpeg_job("trim"):
-                code, _, err = await run_process(args, on_line=on_line)
+                code, _, err = await run_process(
+                    args, self.process_timeout, on_line=on_line, operation="trim"
+                )
                 if code != 0:
                     raise FFmpegError("trim", code, err)
             os.replace(partial, dst)
@@ -493,7 +584,9 @@ class Media:
         partial = dst.with_name(f".{dst.name}.partial")
         try:
             code, _, err = await run_process(
-                build_clip_args(self.ffmpeg_bin, partial, seconds, source=source, tone=tone)
+                build_clip_args(self.ffmpeg_bin, partial, seconds, source=source, tone=tone),
+                self.process_timeout,
+                operation="sample",
             )
             if code != 0:
                 raise FFmpegError("sample", code, err)
@@ -502,17 +595,21 @@ class Media:
             partial.unlink(missing_ok=True)
 
 
-def make_clip(path: Path | str, seconds: float = 1.0, size: str = "160x90") -> Path:
+def make_clip(
+    path: Path | str, seconds: float = 1.0, size: str = "160x90", source: str = "testsrc2"
+) -> Path:
     """Render a small real MP4 (ffmpeg's test pattern, no audio) to ``path`` (blocking).
 
-    The clip learners and tests upload. Raises FFmpegError with ffmpeg's message.
+    The clip learners and tests upload; ``source`` is an ffmpeg lavfi video source
+    (``color`` gives a flat frame: tiny as a file at any size). Raises FFmpegError with
+    ffmpeg's message.
 
     >>> import tempfile
     >>> make_clip(Path(tempfile.mkdtemp()) / "clip.mp4").stat().st_size > 1000
     True
     """
     path = Path(path)
-    args = build_clip_args("ffmpeg", path, seconds, size=size, fps=CLIP_FPS)
+    args = build_clip_args("ffmpeg", path, seconds, source=source, size=size, fps=CLIP_FPS)
     done = subprocess.run(args, capture_output=True, text=True, timeout=PROCESS_TIMEOUT)
     if done.returncode != 0:
         raise FFmpegError("clip", done.returncode, done.stderr)
@@ -538,6 +635,20 @@ def _float(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return result if result == result and result not in (float("inf"), float("-inf")) else None
+
+
+#: An absolute path of 3+ components (URL paths like /admin/faults are left alone):
+#: ffmpeg names its input and output files in its messages.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/])(?:/[^\s/:'\"]+){2,}/([^\s/:'\"]+)")
+
+
+def without_paths(message: str) -> str:
+    """Return ``message`` with absolute paths cut to their file name (no server layout).
+
+    >>> without_paths("/srv/data/tmp/upload-1.partial: Invalid data found")
+    'upload-1.partial: Invalid data found'
+    """
+    return _ABSOLUTE_PATH.sub(r"\1", message)
 
 
 def safe_filename(name: str | None, default: str = "upload.mp4") -> str:

@@ -50,6 +50,19 @@ class Settings:
     thumbnail_threads: int = 2
     #: Trim jobs allowed to run at once; more wait in state "queued".
     max_concurrent_trims: int = 2
+    #: Trim jobs allowed to wait for a slot; one more is refused with 429 + Retry-After.
+    max_queued_trims: int = 8
+    #: Largest request body other than an upload (JSON: a trim is ~30 bytes). Bigger: 413.
+    max_body_bytes: int = 64 * 1024
+    #: Largest accepted video frame: pixels per frame (3840x2160, 4K UHD) and per side.
+    #: A 16000x16000 H.264 is under 1 MB as a file but ~750 MB to decode one frame of it.
+    max_video_pixels: int = 3840 * 2160
+    max_video_side: int = 4096
+    #: Seconds a client may take to send its request headers, or pause while sending a
+    #: body, before it gets 408 and the connection is closed.
+    client_timeout_seconds: float = 15.0
+    #: Seconds one ffmpeg run (probe, trim, sample) may take before it is killed.
+    ffmpeg_timeout_seconds: float = 60.0
     #: False serves the same app without the HTTP metrics middleware (benchmark baseline).
     instrument_http: bool = True
     ffmpeg: str = "ffmpeg"

@@ -268,6 +268,25 @@ class VideoStore:
             f"INSERT OR REPLACE INTO jobs ({cols}) VALUES ({marks})", tuple(data.values())
         )
 
+    async def fail_unfinished(
+        self, statuses: tuple[str, ...], reason: str, finished_at: float
+    ) -> int:
+        """Mark jobs in ``statuses`` failed with ``reason`` (``{status}`` filled in); count them."""
+        marks = ", ".join("?" for _ in statuses)
+
+        def work() -> int:
+            with self.pool.connection() as conn:
+                rows = conn.execute(
+                    f"SELECT id, status FROM jobs WHERE status IN ({marks})", statuses
+                ).fetchall()
+                conn.executemany(
+                    "UPDATE jobs SET status = 'failed', error = ?, finished_at = ? WHERE id = ?",
+                    [(reason.format(status=r["status"]), finished_at, r["id"]) for r in rows],
+                )
+                return len(rows)
+
+        return await asyncio.to_thread(work)
+
     async def get_job(self, job_id: str) -> Job | None:
         """Return one job, or None."""
         rows = await self._run("SELECT * FROM jobs WHERE id = ?", (job_id,))

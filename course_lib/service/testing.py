@@ -124,23 +124,16 @@ def env_without_redis() -> dict[str, str]:
 
 @contextlib.contextmanager
 def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
-    """Serve an ASGI app with uvicorn in a background thread; yield its base URL."""
+    """Serve an app from ``make_app`` with uvicorn in a background thread; yield its URL."""
     import threading
 
     import uvicorn
 
+    from .server import uvicorn_config
+
     port = port or free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_level="error",
-            access_log=False,
-            lifespan="on",
-            ws="websockets-sansio",
-        )
-    )
+    settings = app.state.settings
+    server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", port, settings, log_level="error"))
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     try:

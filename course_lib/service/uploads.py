@@ -20,7 +20,10 @@ from typing import TYPE_CHECKING
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
+
+from .errors import HTTP_CODES
 
 if TYPE_CHECKING:  # python-multipart defines the callback table's type for checkers only
     from python_multipart.multipart import MultipartCallbacks
@@ -56,6 +59,7 @@ class _FilePartWriter:
         self.max_bytes = max_bytes
         self.size = 0
         self.found = False
+        self.complete = False  # the closing boundary was seen
         self.filename: str | None = None
         self._in_file = False
         self._header_field = b""
@@ -72,6 +76,7 @@ class _FilePartWriter:
             "on_headers_finished": self._headers_finished,
             "on_part_data": self._part_data,
             "on_part_end": self._part_end,
+            "on_end": self._end,
         }
 
     def _part_begin(self) -> None:
@@ -118,12 +123,16 @@ class _FilePartWriter:
         """Leave the file part."""
         self._in_file = False
 
+    def _end(self) -> None:
+        """Note the closing boundary: the body is complete."""
+        self.complete = True
+
 
 async def receive_upload(request: Request, tmp_dir: Path, max_bytes: int) -> ReceivedFile:
     """Stream the ``file`` field of a multipart request into ``tmp_dir``.
 
-    Raises UploadRejected with 415 (not multipart), 413 (too large), 400 (malformed,
-    no file field, empty file, client went away).
+    Raises UploadRejected with 415 (not multipart), 413 (too large), 408 (body stalled),
+    400 (malformed, cut short, no file field, empty file, client went away).
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
@@ -161,8 +170,17 @@ async def receive_upload(request: Request, tmp_dir: Path, max_bytes: int) -> Rec
             raise UploadRejected(400, "malformed_multipart", f"malformed upload: {exc}") from exc
         except ClientDisconnect as exc:
             raise UploadRejected(400, "client_disconnected", "the upload was interrupted") from exc
+        except HTTPException as exc:  # the request guard: body stalled (408)
+            raise UploadRejected(exc.status_code, HTTP_CODES[exc.status_code], exc.detail) from exc
         finally:
             os.close(fd)
+        if not writer.complete:
+            raise UploadRejected(
+                400,
+                "incomplete_upload",
+                "the multipart body ended without its closing boundary: the upload was cut "
+                "short; send it again",
+            )
         if not writer.found:
             raise UploadRejected(400, "missing_file", "no form field named 'file'")
         if writer.size == 0:

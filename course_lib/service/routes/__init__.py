@@ -6,9 +6,9 @@
 
 from __future__ import annotations
 
-from . import admin, health, jobs, videos
+from . import admin, docs, health, jobs, videos
 
 #: Every router, in the order their routes are listed in the OpenAPI document.
-ROUTERS = (health.router, videos.router, jobs.router, admin.router)
+ROUTERS = (health.router, videos.router, jobs.router, admin.router, docs.router)
 
-__all__ = ["ROUTERS", "admin", "health", "jobs", "videos"]
+__all__ = ["ROUTERS", "admin", "docs", "health", "jobs", "videos"]

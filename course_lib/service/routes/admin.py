@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from ..core import Service
 from ..deps import ServiceDep
+from ..errors import error_responses
 from ..faults import FaultUpdate
 
 router = APIRouter(prefix="/admin", tags=["admin"])
@@ -19,13 +20,13 @@ async def get_faults(svc: ServiceDep) -> dict[str, Any]:
     return svc.faults.snapshot()
 
 
-@router.post("/faults")
+@router.post("/faults", responses=error_responses(400, 408, 413, 422))
 async def merge_faults(svc: ServiceDep, update: FaultUpdate) -> dict[str, Any]:
     """Merge the given fields into the active faults."""
     return await _apply(svc, update, replace=False)
 
 
-@router.put("/faults")
+@router.put("/faults", responses=error_responses(400, 408, 413, 422))
 async def replace_faults(svc: ServiceDep, update: FaultUpdate) -> dict[str, Any]:
     """Replace the active faults (missing fields reset)."""
     return await _apply(svc, update, replace=True)

@@ -13,8 +13,8 @@ from fastapi.responses import Response
 
 from ..core import Service
 from ..deps import ServiceDep, VideoId, inject_faults, video_or_404
-from ..errors import ERROR_RESPONSE, ApiError
-from ..media import FFmpegError, NotAVideo, safe_filename
+from ..errors import ApiError, error_responses
+from ..media import DecodedSpan, FFmpegError, NotAVideo, safe_filename
 from ..storage import Video, now
 from ..uploads import UploadRejected, receive_upload
 
@@ -27,8 +27,18 @@ UPLOAD_BODY = {
             "schema": {
                 "type": "object",
                 "required": ["file"],
-                "properties": {"file": {"type": "string", "format": "binary"}},
-            }
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "minLength": 1,
+                        "contentMediaType": "video/*",
+                        "description": "A video file: it must decode, to its full duration, "
+                        "with frames within the pixel limit",
+                    }
+                },
+            },
+            "encoding": {"file": {"contentType": "video/*"}},
         }
     },
 }
@@ -37,7 +47,7 @@ UPLOAD_BODY = {
 @router.post(
     "/api/upload",
     status_code=201,
-    responses={s: ERROR_RESPONSE for s in (400, 413, 415, 422)},
+    responses=error_responses(400, 408, 413, 415, 422, 500),
     openapi_extra={"requestBody": UPLOAD_BODY},
 )
 async def upload(svc: ServiceDep, request: Request) -> dict[str, Any]:
@@ -45,7 +55,7 @@ async def upload(svc: ServiceDep, request: Request) -> dict[str, Any]:
     return await handle_upload(svc, request)
 
 
-@router.get("/api/videos")
+@router.get("/api/videos", responses=error_responses(422, 500))
 async def list_videos(
     svc: ServiceDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -61,7 +71,7 @@ async def list_videos(
     }
 
 
-@router.get("/api/videos/{video_id}", responses={404: ERROR_RESPONSE})
+@router.get("/api/videos/{video_id}", responses=error_responses(404, 422, 500))
 async def get_video(svc: ServiceDep, video_id: VideoId) -> dict[str, Any]:
     """Return one video's metadata."""
     return (await video_or_404(svc, video_id)).public()
@@ -70,7 +80,7 @@ async def get_video(svc: ServiceDep, video_id: VideoId) -> dict[str, Any]:
 @router.get(
     "/api/videos/{video_id}/thumbnail",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}}, 404: ERROR_RESPONSE, 422: ERROR_RESPONSE},
+    responses={200: {"content": {"image/jpeg": {}}}, **error_responses(404, 422, 500)},
 )
 async def thumbnail(
     svc: ServiceDep,
@@ -98,6 +108,46 @@ async def thumbnail(
     )
 
 
+def check_frame_size(width: int, height: int, max_pixels: int, max_side: int) -> None:
+    """Refuse (422) a video whose frames are bigger than the limits, before decoding any.
+
+    >>> try:
+    ...     check_frame_size(16000, 16000, 3840 * 2160, 4096)
+    ... except UploadRejected as exc:
+    ...     print(exc.status, exc.code)
+    422 frame_too_large
+    """
+    if width * height > max_pixels or max(width, height) > max_side:
+        raise UploadRejected(
+            422,
+            "frame_too_large",
+            f"the video's frames are {width}x{height} ({width * height:,} pixels); the limit "
+            f"is {max_pixels:,} pixels per frame and {max_side} pixels per side",
+        )
+
+
+def check_complete(span: DecodedSpan) -> None:
+    """Refuse (422) a video whose data ends before the duration its header states.
+
+    Half a frame of slack (or 10 ms without a known rate) absorbs timestamp rounding;
+    a single missing frame is refused.
+
+    >>> check_complete(DecodedSpan(4.0, 4.0, 0.1))
+    >>> try:
+    ...     check_complete(DecodedSpan(4.0, 3.9, 0.1))
+    ... except UploadRejected as exc:
+    ...     print(exc.code)
+    truncated_video
+    """
+    if span.missing > max(span.frame_seconds / 2, 0.01):
+        raise UploadRejected(
+            422,
+            "truncated_video",
+            f"the video's header says it lasts {span.stated_end:.3f} s but its data ends at "
+            f"{span.decoded_end:.3f} s: the file was cut short; upload the complete file",
+        )
+
+
 async def handle_upload(svc: Service, request: Request) -> dict[str, Any]:
     """Receive, validate and store one upload; count it by outcome whatever happens."""
     s, m = svc.settings, svc.metrics
@@ -109,12 +159,18 @@ async def handle_upload(svc: Service, request: Request) -> dict[str, Any]:
         try:
             received = await receive_upload(request, s.tmp_dir, s.max_upload_bytes)
             probe = await svc.media.probe(received.path)
-            # ffprobe reads headers only; decoding one frame proves the data is usable
-            # (in-process, like thumbnails; counted as part of the probe).
+            check_frame_size(probe.width, probe.height, s.max_video_pixels, s.max_video_side)
+            # ffprobe reads headers only: decoding the first frame, and the last ones (from
+            # the last keyframe on), proves the media data is there, usable, and as long
+            # as the header claims. In-process, like thumbnails; counted as the probe.
             await svc.media.thumbnail(received.path, 0.0, probe.duration, operation="probe")
+            check_complete(await svc.media.decoded_span(received.path))
         except UploadRejected as exc:
             status = "rejected"
-            raise ApiError(exc.status, exc.code, exc.message) from exc
+            # Refused mid-body (too large, stalled): the rest is never read, so the
+            # connection can't carry another request.
+            headers = {"Connection": "close"} if exc.status in (408, 413) else None
+            raise ApiError(exc.status, exc.code, exc.message, headers) from exc
         except NotAVideo as exc:
             status = "rejected"
             raise ApiError(415, "not_a_video", f"the file is not a video: {exc}") from exc
