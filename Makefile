@@ -12,8 +12,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 .PHONY: lab test setup sysdeps up down status doctor lint bench clean
 
 lab: setup  ## install, start the local stack, open JupyterLab on notebooks/
-	$(PY) -m course_lib up
-	$(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=notebooks $(ROOT_FLAG)
+	$(PY) -m course_lib lab
 
 test: setup  ## install, then run unit tests, config checks and every notebook
 	$(PY) -m pytest

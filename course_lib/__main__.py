@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_argument("component", nargs="?")
     logs.add_argument("-n", "--lines", type=int, default=40)
     sub.add_parser("doctor", help="diagnose binaries, ports and stale pid files")
+    lab = sub.add_parser("lab", help="start the stack, then JupyterLab on notebooks/ (make lab)")
+    lab.add_argument("--token", help="fixed login token (default: a random one, printed)")
     args = parser.parse_args(argv)
 
     try:
@@ -42,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if all(r.state in ("healthy", "stopped", "disabled") for r in rows) else 1
         elif args.command == "logs":
             print(stack.logs(cfg, args.component, args.lines))
+        elif args.command == "lab":
+            from course_lib import lab as lab_mod
+
+            return lab_mod.run_lab(cfg, token=args.token)
         elif args.command == "doctor":
             findings = stack.doctor(cfg)
             for level, text in findings:
