@@ -1,4 +1,4 @@
-"""Command line for the local stack: ``python -m course_lib up | down | status | logs | doctor``."""
+"""Command line: ``python -m course_lib up | down | status | logs | doctor | progress | lab``."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_argument("component", nargs="?")
     logs.add_argument("-n", "--lines", type=int, default=40)
     sub.add_parser("doctor", help="diagnose binaries, ports and stale pid files")
+    prog = sub.add_parser("progress", help="show which exercises are done, tried, not started")
+    prog.add_argument("--reset", action="store_true", help="forget all progress and start over")
     lab = sub.add_parser("lab", help="start the stack, then JupyterLab on notebooks/ (make lab)")
     lab.add_argument("--token", help="fixed login token (default: a random one, printed)")
     args = parser.parse_args(argv)
@@ -44,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if all(r.state in ("healthy", "stopped", "disabled") for r in rows) else 1
         elif args.command == "logs":
             print(stack.logs(cfg, args.component, args.lines))
+        elif args.command == "progress":
+            from course_lib import progress
+
+            if args.reset:
+                removed = progress.reset()
+                print("progress reset." if removed else "no progress recorded yet.")
+            else:
+                print(progress.format_table(progress.table()))
         elif args.command == "lab":
             from course_lib import lab as lab_mod
 

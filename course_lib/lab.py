@@ -152,8 +152,8 @@ def prometheus_behind_prefix(body: bytes, headers: Any, prefix: str) -> bytes:
     127.0.0.1 and under the Jupyter server (where ``--web.external-url`` would
     break the direct one).
 
-    >>> prometheus_behind_prefix(b'<a href="/classic/graph">', {}, "/prometheus")
-    b'<a href="/prometheus/classic/graph">'
+    >>> prometheus_behind_prefix(b'<html><a href="/classic/graph">', {}, "/prometheus")
+    b'<html><a href="/prometheus/classic/graph">'
     """
     location = headers.get("Location")
     if location and location.startswith("/") and not location.startswith(prefix + "/"):

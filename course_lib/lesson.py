@@ -7,6 +7,7 @@
 * ``raw_samples``: the raw samples of a range selector (``x[1m]``) at one instant.
 * ``make_clip`` / ``wait_for_job``: a small real video to upload; poll a trim job to its end.
 * ``line_plot``: a plotly line chart of a ``query_range`` DataFrame, refusing empty data.
+* ``progress``: which exercises you have done, per notebook (``python -m course_lib progress``).
 
 >>> from prometheus_client import CollectorRegistry, Counter
 >>> reg = CollectorRegistry()
@@ -32,6 +33,7 @@ __all__ = [
     "fetch_text",
     "line_plot",
     "make_clip",
+    "progress",
     "push",
     "raw_samples",
     "samples",
@@ -270,3 +272,14 @@ def wait_for_job(stack: Any, job_id: str, timeout: float = 60.0) -> dict:
         if time.monotonic() >= deadline:
             raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout:.0f}s")
         time.sleep(0.1)
+
+
+def progress() -> pd.DataFrame:
+    """Return your progress: per notebook, exercises done, tried and not started.
+
+    >>> progress().loc["01", "status"]        # doctest: +SKIP
+    'done'
+    """
+    from course_lib import progress as progress_mod
+
+    return progress_mod.table()
