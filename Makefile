@@ -6,8 +6,6 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# Jupyter refuses to run as root (containers, CI boxes) unless told it's deliberate.
-ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: lab test setup sysdeps up down status doctor lint bench clean
 
@@ -34,10 +32,20 @@ up down status doctor: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-bench: setup  ## print the benchmark figures (not a test; takes a few minutes)
+BENCH_STAMP := $(VENV)/.installed-bench
+
+bench: setup $(BENCH_STAMP)  ## print the benchmark figures (not a test; takes a few minutes)
 	@bash scripts/install-system-deps.sh --bench
 	$(PY) bench/stack.py
 	$(PY) bench/service.py
+	$(PY) bench/history.py
+	$(PY) bench/explain.py
+	$(PY) bench/instrumentors.py
+	$(PY) bench/latency_gap.py
+
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	@touch $@
 
 clean:  ## stop the stack and remove its state (keeps the venv)
 	-$(PY) -m course_lib down

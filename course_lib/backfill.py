@@ -62,6 +62,8 @@ __all__ = [
 ]
 
 RETENTION_DAYS = 30  # the stack's --storage.tsdb.retention.time
+BLOCK_HOURS = 24  # promtool's --max-block-duration: 4x faster than the default 2 h
+BLOCK_ALIGN = 18 * 3600  # where promtool cuts blocks at that setting
 RECORD = "history.json"
 SCRATCH = "history-tmp"
 #: Room the OpenMetrics file (~255 MB) and the blocks (~3 MB) need, with margin.
@@ -103,6 +105,15 @@ class HistoryWindow:
         """Return the Unix time of a scripted event's start (or ``edge="end"``)."""
         e = history.event(name)
         return self.at(e.start if edge == "start" else e.end)
+
+    def offset(self, when: float | datetime) -> float:
+        """Return how many seconds into the day ``when`` (Unix seconds or a datetime) is."""
+        ts = when.timestamp() if hasattr(when, "timestamp") else float(when)
+        return ts - self.start
+
+    def clock(self, when: float | datetime) -> str:
+        """Return the time of day ("19:45") of ``when`` on the day's own clock."""
+        return history.clock(self.offset(when))
 
     def datetime(self, offset: float) -> datetime:
         """Return the UTC datetime ``offset`` seconds into the day."""
@@ -208,32 +219,51 @@ def _build_blocks(cfg: StackConfig, start: int, progress: Progress) -> tuple[Pat
         raise _disk_full(cfg.state_dir)
     instance = cfg.address("service")
     t0 = time.monotonic()
-    openmetrics = scratch / "day.om"
+    parts = _block_windows(start)
+    # One promtool per block window, each started as soon as its file is written: each
+    # reads its file once (a whole-day file is parsed once per window), and promtool
+    # works on the first window while Python writes the second.
+    argvs, procs, n_samples = [], [], 0
     try:
-        n_series, n_samples = history.write_openmetrics(openmetrics, start, instance)
+        for i, points in enumerate(parts):
+            path = scratch / f"day-{i}.om"
+            n_samples += history.write_openmetrics(path, start, instance, points)[1]
+            argvs.append(
+                [
+                    promtool,
+                    "tsdb",
+                    "create-blocks-from",
+                    "openmetrics",
+                    f"--max-block-duration={BLOCK_HOURS}h",  # hidden from --help
+                    str(path),
+                    str(scratch / "blocks"),
+                ]
+            )
+            procs.append(
+                subprocess.Popen(
+                    argvs[-1], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+                )
+            )
     except OSError as exc:
+        for proc in procs:
+            supervisor.stop_child(proc)
         shutil.rmtree(scratch, ignore_errors=True)
         if exc.errno == errno.ENOSPC:
             raise _disk_full(cfg.state_dir) from None
         raise
-    argv = [
-        promtool,
-        "tsdb",
-        "create-blocks-from",
-        "openmetrics",
-        "--max-block-duration=24h",  # hidden from --help; 4× faster than 2 h blocks
-        str(openmetrics),
-        str(scratch / "blocks"),
-    ]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=scratch)
-    openmetrics.unlink(missing_ok=True)
-    if out.returncode != 0:
-        output = (out.stdout + out.stderr).strip()[-2000:]
+    n_series = sum(len(f.series) for f in history.families(instance))
+    outputs = [(proc.communicate(timeout=300)[0], proc.returncode) for proc in procs]
+    for path in scratch.glob("day-*.om"):
+        path.unlink()
+    for argv, (output, code) in zip(argvs, outputs, strict=True):
+        if code == 0:
+            continue
+        output = output.strip()[-2000:]
         shutil.rmtree(scratch, ignore_errors=True)
         if "no space left" in output.lower():
             raise _disk_full(cfg.state_dir)
         raise HistoryError(
-            f"promtool could not write the day of history (exit {out.returncode}):\n{output}\n"
+            f"promtool could not write the day of history (exit {code}):\n{output}\n"
             f"Command: {' '.join(argv)}\nLive data was not touched. {OFF_HINT}"
         )
     day = HistoryWindow(
@@ -247,6 +277,17 @@ def _build_blocks(cfg: StackConfig, start: int, progress: Progress) -> tuple[Pat
         version=history.VERSION,
     )
     return scratch, day
+
+
+def _block_windows(start: int) -> list[range]:
+    """Split the day's scrapes at promtool's block boundaries (multiples of 18 h).
+
+    With --max-block-duration=24h promtool cuts blocks at multiples of 18 h (the
+    largest of Prometheus' block ranges, 2 h × 3^n, that fits in 24 h).
+    """
+    cut = -(-start // BLOCK_ALIGN) * BLOCK_ALIGN  # the first boundary at or after start
+    k = (cut - start) // history.STEP
+    return [r for r in (range(0, k), range(k, history.POINTS)) if len(r)]
 
 
 def _move_in(cfg: StackConfig, scratch: Path, day: HistoryWindow) -> list[str]:

@@ -84,6 +84,7 @@ class StackConfig:
                 f"COURSE_TRAFFIC_RATE={env['COURSE_TRAFFIC_RATE']!r} is not a "
                 "number of requests per second, e.g. 5."
             ) from None
+        monitoring = env.get("COURSE_MONITORING_DIR")
         return cls(
             state_dir=state_dir,
             ports=ports,
@@ -92,6 +93,7 @@ class StackConfig:
             traffic=_flag(env, "COURSE_TRAFFIC"),
             traffic_rate=traffic_rate,
             history=_flag(env, "COURSE_HISTORY"),
+            **({"monitoring_dir": Path(monitoring).resolve()} if monitoring else {}),
         )
 
     @property

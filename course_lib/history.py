@@ -79,6 +79,7 @@ __all__ = [
     "STEP",
     "Event",
     "Series",
+    "clock",
     "event",
     "families",
     "openmetrics",
@@ -135,6 +136,17 @@ EVENTS: tuple[Event, ...] = (
         "50 ms), 12% of extractions fail with ffmpeg errors.",
     ),
 )
+
+
+def clock(offset: float) -> str:
+    """Return an offset into the day as the day's time of day.
+
+    >>> clock(19 * 3600 + 45 * 60), clock(37815)
+    ('19:45', '10:30:15')
+    """
+    whole = int(round(offset))
+    h, m, s = whole // 3600, whole // 60 % 60, whole % 60
+    return f"{h:02d}:{m:02d}" + (f":{s:02d}" if s else "")
 
 
 def event(name: str) -> Event:
@@ -905,38 +917,48 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def iter_openmetrics(start: int, instance: str = DEFAULT_INSTANCE) -> Iterator[str]:
-    """Yield the day as OpenMetrics text chunks, the first sample at Unix time ``start``."""
+def iter_openmetrics(
+    start: int, instance: str = DEFAULT_INSTANCE, points: range | None = None
+) -> Iterator[str]:
+    """Yield the day as OpenMetrics text chunks, the first sample at Unix time ``start``.
+
+    ``points`` limits the output to those scrapes (indices into the day), e.g. to
+    write one file per TSDB block window.
+    """
     if int(start) != start or start % STEP:
         raise ValueError(
             f"start={start!r}: the day starts on a whole multiple of {STEP} s "
             f"(use start - start % {STEP})."
         )
-    stamps = [str(int(start) + k * STEP) for k in range(POINTS)]
+    points = range(POINTS) if points is None else points
+    part = slice(points.start, points.stop)
+    stamps = [str(int(start) + k * STEP) for k in points]
     for fam in families(instance):
         yield f"# HELP {fam.name} {fam.help}\n# TYPE {fam.name} {fam.type}\n"
         for s in fam.series:
             labels = ",".join(f'{k}="{_escape(v)}"' for k, v in s.labels)
             head = f"{s.name}{{{labels}}} "
-            yield "".join(
-                f"{head}{v} {t}\n" for v, t in zip(_value_text(s.values), stamps, strict=True) if v
-            )
+            values = _value_text(s.values[part])
+            yield "".join(f"{head}{v} {t}\n" for v, t in zip(values, stamps, strict=True) if v)
     yield "# EOF\n"
 
 
 def openmetrics(start: int, instance: str = DEFAULT_INSTANCE) -> str:
-    """Return the whole day as one OpenMetrics text (about 200 MB; prefer write_openmetrics)."""
+    """Return the whole day as one OpenMetrics text (about 250 MB; prefer write_openmetrics)."""
     return "".join(iter_openmetrics(start, instance))
 
 
-def write_openmetrics(path, start: int, instance: str = DEFAULT_INSTANCE) -> tuple[int, int]:
-    """Write the day to ``path`` as OpenMetrics; return (series, samples) written."""
-    n_series = sum(len(f.series) for f in families(instance))
-    n_samples = sum(int(np.count_nonzero(~np.isnan(s.values))) for s in series(instance=instance))
+def write_openmetrics(
+    path, start: int, instance: str = DEFAULT_INSTANCE, points: range | None = None
+) -> tuple[int, int]:
+    """Write the day (or the scrapes in ``points``) to ``path``; return (series, samples)."""
+    points = range(POINTS) if points is None else points
+    part = slice(points.start, points.stop)
+    counts = [int(np.count_nonzero(~np.isnan(s.values[part]))) for s in series(instance=instance)]
     with open(path, "w", encoding="utf-8", newline="\n", buffering=4 * 1024 * 1024) as fh:
-        for chunk in iter_openmetrics(start, instance):
+        for chunk in iter_openmetrics(start, instance, points):
             fh.write(chunk)
-    return n_series, n_samples
+    return sum(1 for c in counts if c), sum(counts)
 
 
 def openmetrics_sha256(start: int, instance: str = DEFAULT_INSTANCE) -> str:

@@ -8,6 +8,7 @@
 * ``make_clip`` / ``wait_for_job``: a small real video to upload; poll a trim job to its end.
 * ``line_plot``: a plotly line chart of a ``query_range`` DataFrame, refusing empty data.
 * ``progress``: which exercises you have done, per notebook (``python -m course_lib progress``).
+* ``explain``: a query's parse tree with every sub-expression evaluated on the stack.
 
 >>> from prometheus_client import CollectorRegistry, Counter
 >>> reg = CollectorRegistry()
@@ -30,6 +31,7 @@ __all__ = [
     "CATALOG",
     "api",
     "delete_push",
+    "explain",
     "fetch_text",
     "line_plot",
     "make_clip",
@@ -208,6 +210,17 @@ def samples(source: Any) -> pd.DataFrame:
         for s in f.samples
     ]
     return pd.DataFrame(rows, columns=["family", "type", "name", "labels", "value"])
+
+
+def explain(stack: Any, promql: str, time: Any = None):
+    """Show ``promql`` as its parse tree, every node evaluated on the stack at ``time`` (None: now).
+
+    >>> explain(stack, "sum by (le) (rate(vrewcraft_thumbnail_duration_seconds_bucket[5m]))")
+    ...                                                                      # doctest: +SKIP
+    """
+    from course_lib.explain import explain as explain_tree
+
+    return explain_tree(stack, promql, time)
 
 
 def raw_samples(stack: Any, selector: str, window: str, at: float) -> pd.DataFrame:

@@ -16,6 +16,7 @@ started and the URLs from the environment are used.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -97,16 +98,52 @@ def _write_if_changed(path: Path, text: str) -> None:
 def _validate(argv: list[str], what: str, path: Path) -> None:
     out = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     if out.returncode != 0:
+        # Name the source files under monitoring/, not the staging copy that was checked.
+        staging = Path(argv[-1]).parent
+        detail = (out.stdout + out.stderr).strip().replace(str(staging), str(path.parent))
         raise ConfigError(
-            f"{what} rejected {path}:\n{(out.stdout + out.stderr).strip()}\n"
+            f"{what} rejected {path}:\n{detail}\n"
             f"Fix the file it names (the source is under monitoring/) and retry."
         )
 
 
+def _install(staging: Path, target: Path, config_name: str) -> None:
+    """Move a checked rendering into place; touch the config file when anything changed.
+
+    Files that disappeared from the source disappear from the target. The touch lets
+    ``_reload_if_changed`` see that a rule file or template changed, not only the config.
+    """
+    changed = False
+    wanted = {p.relative_to(staging) for p in staging.rglob("*") if p.is_file()}
+    for rel in sorted(wanted):
+        dest = target / rel
+        text = (staging / rel).read_text()
+        if not dest.exists() or dest.read_text() != text:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_text(text)
+            changed = True
+    for old in [p for p in target.rglob("*") if p.is_file()]:
+        if old.relative_to(target) not in wanted:
+            old.unlink()
+            changed = True
+    shutil.rmtree(staging, ignore_errors=True)
+    if changed:
+        (target / config_name).touch()
+
+
+def _staging(cfg: StackConfig, name: str) -> Path:
+    staging = cfg.config_dir / f".{name}.staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    return staging
+
+
 def _prepare_prometheus(cfg: StackConfig, _binary: str) -> Path:
-    target = cfg.config_dir / "prometheus"
-    _render(cfg.monitoring_dir / "prometheus", target, cfg)
-    config_file = target / "prometheus.yml"
+    # Render and check a staging copy; only a configuration promtool accepts replaces the
+    # running one, so a broken rule file leaves Prometheus (and its next restart) on the
+    # last good rules.
+    staging = _staging(cfg, "prometheus")
+    _render(cfg.monitoring_dir / "prometheus", staging, cfg)
+    config_file = staging / "prometheus.yml"
     # Drop scrape jobs of components this stack does not run, so `up` stays honest.
     config = yaml.safe_load(config_file.read_text())
     disabled_jobs = {c.job for c in COMPONENTS if c.job and not c.enabled(cfg)}
@@ -124,22 +161,41 @@ def _prepare_prometheus(cfg: StackConfig, _binary: str) -> Path:
             "promtool not found (it ships with Prometheus). Install it with:\n    "
             + supervisor.install_command(["promtool"])
         )
-    _validate([promtool, "check", "config", str(config_file)], "promtool check config", config_file)
-    return config_file
+    try:
+        _validate(
+            [promtool, "check", "config", str(config_file)],
+            "promtool check config",
+            cfg.monitoring_dir / "prometheus" / "prometheus.yml",
+        )
+    except ConfigError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    target = cfg.config_dir / "prometheus"
+    _install(staging, target, "prometheus.yml")
+    return target / "prometheus.yml"
 
 
 def _prepare_alertmanager(cfg: StackConfig, _binary: str) -> Path:
-    target = cfg.config_dir / "alertmanager"
-    _render(cfg.monitoring_dir / "alertmanager", target, cfg)
-    config_file = target / "alertmanager.yml"
+    staging = _staging(cfg, "alertmanager")
+    _render(cfg.monitoring_dir / "alertmanager", staging, cfg)
     amtool = supervisor.find_binary(["amtool"])
     if amtool is None:
         raise supervisor.MissingBinaryError(
             "amtool not found (it ships with Alertmanager). Install it with:\n    "
             + supervisor.install_command(["amtool"])
         )
-    _validate([amtool, "check-config", str(config_file)], "amtool check-config", config_file)
-    return config_file
+    try:
+        _validate(
+            [amtool, "check-config", str(staging / "alertmanager.yml")],
+            "amtool check-config",
+            cfg.monitoring_dir / "alertmanager" / "alertmanager.yml",
+        )
+    except ConfigError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    target = cfg.config_dir / "alertmanager"
+    _install(staging, target, "alertmanager.yml")
+    return target / "alertmanager.yml"
 
 
 def _prometheus_argv(cfg: StackConfig, binary: str) -> list[str]:
@@ -151,6 +207,8 @@ def _prometheus_argv(cfg: StackConfig, binary: str) -> list[str]:
         f"--web.listen-address={cfg.address('prometheus')}",
         # The default 1m delays the first notification after a start or reload by a minute.
         "--rules.alert.resend-delay=1s",
+        # Alerts link back to their graph with this URL (default: the machine's hostname).
+        f"--web.external-url={cfg.url('prometheus')}",
     ]
 
 
@@ -196,6 +254,8 @@ COMPONENTS: list[Component] = [
             f"--storage.path={cfg.data_dir / 'alertmanager'}",
             f"--web.listen-address={cfg.address('alertmanager')}",
             "--cluster.listen-address=",  # a single instance: no gossip port
+            # Notifications link to silences with this URL (default: the machine's hostname).
+            f"--web.external-url={cfg.url('alertmanager')}",
         ],
         job="alertmanager",
         prepare=_prepare_alertmanager,
@@ -655,6 +715,28 @@ def logs(cfg: StackConfig | None = None, name: str | None = None, lines: int = 4
     return "\n".join(parts)
 
 
+def _history_finding(cfg: StackConfig) -> tuple[str, str]:
+    """Say where the day of history is, or why there is none."""
+    try:
+        day = backfill.window(cfg)
+    except backfill.HistoryError as exc:
+        return ("error", str(exc))
+    if day is None:
+        why = "off (COURSE_HISTORY=0)" if not cfg.history else "not written yet; `up` writes it"
+        return ("ok", f"day of history: {why}")
+    if day.version != history.VERSION:
+        return (
+            "warn",
+            f"day of history {day.version or '(unversioned)'} is outdated (the course expects "
+            f"{history.VERSION}): `make clean && make up` writes the current one",
+        )
+    return (
+        "ok",
+        f"day of history: {day.datetime(0):%Y-%m-%d %H:%M} → "
+        f"{day.datetime(history.DAY):%Y-%m-%d %H:%M} UTC, {day.samples:,} samples",
+    )
+
+
 def doctor(cfg: StackConfig | None = None) -> list[tuple[str, str]]:
     """Diagnose the machine: binaries and versions, ports, stale pid files. Return (level, text)."""
     cfg = cfg or StackConfig.from_env()
@@ -664,6 +746,7 @@ def doctor(cfg: StackConfig | None = None) -> list[tuple[str, str]]:
     ]
     if cfg.external:
         findings.append(("ok", f"external mode: Prometheus at {cfg.url('prometheus')}"))
+    findings.append(_history_finding(cfg))
     tools = {
         "prometheus": ("prometheus",),
         "promtool": ("promtool",),

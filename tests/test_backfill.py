@@ -36,7 +36,7 @@ def _cfg(tmp_path, **changes) -> StackConfig:
 # --- failure modes: clear messages, nothing half-written ----------------------------------------
 
 
-def _tiny_day(path, start, instance):
+def _tiny_day(path, start, instance, points=None):
     path.write_text(f'up{{job="x",instance="{instance}"}} 1 {start}\n# EOF\n')
     return 1, 1
 
@@ -80,7 +80,7 @@ def test_disk_full_before_writing(tmp_path, monkeypatch):
 
 
 def test_disk_full_while_writing(tmp_path, monkeypatch):
-    def full(path, start, instance):
+    def full(path, start, instance, points=None):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(history, "write_openmetrics", full)
@@ -153,7 +153,7 @@ def _same(got: float, want: float) -> bool:
 
 
 @pytest.mark.stack
-def test_the_test_stack_has_the_day_right_before_its_live_data(stack):
+def test_the_test_stack_has_the_whole_day_and_no_live_sample_inside_it(stack):
     day = stack.history_window()
     assert day.instance == stack.config.address("service")
     # No live sample inside the day: Prometheus' own scrapes start after it ends.
@@ -365,3 +365,17 @@ def test_history_survives_restarts_and_a_crash_and_is_replaced_when_aged_out(tmp
         assert prom.query(url, count_day, time=day.end - 1)["value"].iloc[0] == history.POINTS
     finally:
         stack_mod.down(cfg)
+
+
+def test_doctor_says_where_the_day_is_and_when_it_is_outdated(tmp_path):
+    cfg = _cfg(tmp_path)
+    assert ("ok", "day of history: not written yet; `up` writes it") in stack_mod.doctor(cfg)
+    cfg.state_dir.mkdir(parents=True)
+    day = {"start": 1_795_000_005 - 86_400, "end": 1_795_000_005, "instance": "x"}
+    record = cfg.state_dir / "history.json"
+    record.write_text(json.dumps({**day, "version": history.VERSION}))
+    line = next(text for _, text in stack_mod.doctor(cfg) if text.startswith("day of history"))
+    assert "2026-11-17 11:06 → 2026-11-18 11:06 UTC" in line
+    record.write_text(json.dumps({**day, "version": "0123456789ab"}))
+    level, text = next(f for f in stack_mod.doctor(cfg) if f[1].startswith("day of history"))
+    assert level == "warn" and "make clean" in text

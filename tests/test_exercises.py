@@ -169,6 +169,19 @@ def test_promql_rejects_too_many_series(prom):
     assert "returns 2 series, the expected one returns 1" in message
 
 
+def test_promql_feedback_names_the_node_that_departs(prom):
+    message = _fails(get("01.up_query"), "up", prom)
+    assert "Where it goes wrong: your `up` returns 2 series instead of 1." in message
+    message = _fails(get("01.scrape_rate"), f"rate({APPENDED}[1m])", prom)
+    assert f"Where it goes wrong: your `{APPENDED}[1m]` holds" in message
+    message = _fails(get("01.scrape_rate"), f'increase({APPENDED}{{type="float"}}[1m])', prom)
+    assert "your `increase(…[1m])` stands where the reference has `rate(…[1m])`" in message
+    assert "60× too big" in message  # the more specific hint is still there
+    message = _fails(get("01.scrape_rate"), f'{APPENDED}{{type="float"}}[1m]', prom)
+    assert "returns a range vector" in message
+    assert "the reference then applies `rate(" in message and "returns an instant vector" in message
+
+
 def test_promql_rejects_an_empty_result(prom):
     message = _fails(get("01.up_query"), 'up{job="prometheus"} == 0', prom)
     assert "returns 0 series" in message and "label matchers" in message

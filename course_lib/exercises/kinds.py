@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import promql_parser as pp
 import yaml
 
+from course_lib import explain
 from course_lib.promql_hints import alert_hints, hints
 
 from . import _prometheus as prom
@@ -143,9 +144,10 @@ class PromQL(Exercise):
             self.abs_tol,
         )
         if problem:
+            where = explain.feedback(url, query, self.solution, at, self.rel_tol, self.abs_tol)
             if new:
-                raise ExerciseFailed(f"{new[0].message}\n(Result check: {problem}.)")
-            raise self.fail(problem + ".")
+                raise ExerciseFailed(f"{new[0].message}\n(Result check: {problem}.){where}")
+            raise self.fail(problem + "." + where)
         if new and self.hints_fail:
             raise ExerciseFailed(f"Your numbers match right now, but: {new[0].message}")
         return f"right — {len(expected)} series, values match the reference"
@@ -545,7 +547,7 @@ class AlertRule(Exercise):
     a group or a whole rules file. ``threshold``/``op`` are the expr's top-level
     comparison; ``for_`` and ``labels`` are compared as written in the rule;
     ``promtool_tests`` is an optional ``promtool test rules`` file body
-    (``rule_files`` is filled in) that the answer must pass.
+    (``rule_files`` is filled in) that the answer, stripped of its annotations, must pass.
 
     >>> ex = AlertRule("04.demo", "alert: Demo\\nexpr: up == 0\\nfor: 1m", alert="Demo",
     ...                threshold=0, op="==", for_="1m")
@@ -586,7 +588,12 @@ class AlertRule(Exercise):
             self._check_spec(rule)
             if self.promtool_tests:
                 tests = yaml.safe_load(self.promtool_tests)
-                tests["rule_files"] = ["rules.yml"]
+                tests["rule_files"] = ["tested.yml"]
+                # The rule tests are about when and with which labels an alert fires;
+                # annotations (free text) are not part of the spec, so they are dropped.
+                (Path(tmp) / "tested.yml").write_text(
+                    yaml.safe_dump(_without_annotations(rules_file), sort_keys=False)
+                )
                 (Path(tmp) / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False))
                 ok, output = _promtool(["test", "rules", "tests.yml"], tmp)
                 if not ok:
@@ -686,6 +693,17 @@ def _as_rules_file(text: str) -> dict:
     raise ExerciseFailed(
         "expected an alerting rule (alert:, expr:, for:, labels:) or a rules file with groups:."
     )
+
+
+def _without_annotations(rules_file: dict) -> dict:
+    """Return a copy of a rules file whose rules carry no annotations."""
+    return {
+        **rules_file,
+        "groups": [
+            {**g, "rules": [{k: v for k, v in r.items() if k != "annotations"} for r in g["rules"]]}
+            for g in rules_file.get("groups", [])
+        ],
+    }
 
 
 def _expr_of(rule_text: str, alert: str) -> str:

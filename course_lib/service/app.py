@@ -36,6 +36,7 @@ from prometheus_client import CollectorRegistry
 from .core import Service
 from .errors import install_error_handlers
 from .faults import FaultState
+from .looplag import event_loop_lag_histogram, watch_event_loop_lag
 from .media import Media
 from .metrics import VrewCraftMetrics, register_default_collectors
 from .middleware import PrometheusMiddleware
@@ -83,6 +84,7 @@ def make_app(
     settings = Settings() if settings is None else settings
     register_default_collectors(registry)
     metrics = VrewCraftMetrics(registry)
+    loop_lag = event_loop_lag_histogram(registry)
     faults = FaultState()
     media = Media(
         metrics,
@@ -99,7 +101,8 @@ def make_app(
         svc = await Service.start(settings, registry, metrics, faults, media)
         app.state.service = svc
         try:
-            yield
+            async with watch_event_loop_lag(loop_lag):
+                yield
         finally:
             app.state.service = None
             await svc.stop()

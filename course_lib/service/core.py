@@ -70,7 +70,9 @@ class Service:
             media=media,
             store=store,
             cache=cache,
-            thumbnails=ThumbnailService(cache, media, metrics),
+            thumbnails=ThumbnailService(
+                cache, media, metrics, bypass=lambda: faults.cache_disabled
+            ),
             jobs=jobs,
         )
         try:

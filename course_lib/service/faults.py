@@ -7,6 +7,8 @@
       "error_ratio": 0.1,
       "error_routes": ["/api/videos"],
       "ffmpeg_broken": false,
+      "cache_disabled": false,
+      "memory_mb": 0,
       "flush_cache": true
     }
 
@@ -19,9 +21,16 @@
   trim) get an invalid option, so they really fail; a thumbnail miss, decoded in-process
   with PyAV, fails with an injected error where decoding would start. Either way the
   failure is counted in ``vrewcraft_ffmpeg_errors_total`` (cache hits still work).
+* ``cache_disabled``: every thumbnail lookup bypasses the cache (a miss, and nothing
+  is stored), so the hit ratio falls to 0 while every thumbnail is decoded again.
+* ``memory_mb``: the process holds this many extra MiB of resident memory (a
+  "leak"); setting it lower or clearing the faults frees it at once. Capped at
+  ``MAX_MEMORY_MB`` and at half of the machine's available memory. Writing the memory
+  takes about a second per GiB, during which the service answers nothing else.
 * ``flush_cache``: an action, not a state: empties the thumbnail cache once.
 
-``GET`` shows the state (plus ``cache_flushes``, how many flushes happened), ``POST``
+``GET`` shows the state (plus ``cache_flushes``, how many flushes happened, and
+``memory_held_mb``, the memory actually held), ``POST``
 merges the given fields into it, ``PUT`` replaces it (missing fields reset),
 ``DELETE`` clears every fault. ``/metrics``, ``/healthz`` and ``/admin`` are never
 affected, so monitoring keeps working during the incident.
@@ -35,10 +44,19 @@ affected, so monitoring keeps working during the incident.
 from __future__ import annotations
 
 import math
+import mmap
 import random
 from typing import Any
 
+import psutil
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: The most memory the ``memory_mb`` fault may hold: enough to cross the HighMemoryUsage
+#: alert's 1 GiB, small enough that a typo can't take the machine down.
+MAX_MEMORY_MB = 2048
+#: Memory is taken in chunks this large, each one written so its pages are resident
+#: (a fresh, never-written allocation costs address space, not RAM).
+_CHUNK_MB = 16
 
 
 class FaultUpdate(BaseModel):
@@ -56,6 +74,15 @@ class FaultUpdate(BaseModel):
         default=None, description="Route templates the error ratio applies to (empty: all)."
     )
     ffmpeg_broken: bool | None = Field(default=None, description="Make every ffmpeg run fail.")
+    cache_disabled: bool | None = Field(
+        default=None, description="Bypass the thumbnail cache: every lookup is a miss."
+    )
+    memory_mb: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_MEMORY_MB,
+        description=f"Extra resident memory to hold, in MiB (at most {MAX_MEMORY_MB}).",
+    )
     flush_cache: bool = Field(default=False, description="Empty the thumbnail cache once.")
 
     @field_validator("latency")
@@ -67,6 +94,54 @@ class FaultUpdate(BaseModel):
                 raise ValueError(f"latency for {route!r} must be between 0 and 30 seconds")
         return value
 
+    @field_validator("memory_mb")
+    @classmethod
+    def _memory_available(cls, value: int | None) -> int | None:
+        """Refuse to hold more than half of the memory the machine has available."""
+        available_mb = psutil.virtual_memory().available // 2**20
+        if value and value > available_mb // 2:
+            raise ValueError(
+                f"memory_mb={value} is more than half of the {available_mb} MiB this machine "
+                f"has available; ask for at most {available_mb // 2}."
+            )
+        return value
+
+
+class MemoryBallast:
+    """Resident memory held on purpose, in chunks, until released.
+
+    Each chunk is its own anonymous memory map, written so its pages are resident, and
+    unmapped on release: the memory goes back to the OS at once. (Plain ``bytes`` of
+    this size may come from the malloc heap once glibc has raised its mmap threshold,
+    and freeing them would then not shrink the process.)
+
+    >>> ballast = MemoryBallast()
+    >>> ballast.resize(32); ballast.held_mb
+    32
+    >>> ballast.resize(0); ballast.held_mb
+    0
+    """
+
+    def __init__(self) -> None:
+        self._chunks: list[mmap.mmap] = []
+
+    @property
+    def held_mb(self) -> int:
+        """Return how many MiB are held."""
+        return len(self._chunks) * _CHUNK_MB
+
+    def resize(self, mb: int) -> None:
+        """Hold ``mb`` MiB (rounded up to whole chunks); freeing is immediate."""
+        wanted = math.ceil(mb / _CHUNK_MB)
+        while len(self._chunks) > wanted:
+            self._chunks.pop().close()
+        mib = b"\x5a" * 2**20
+        while len(self._chunks) < wanted:
+            chunk = mmap.mmap(-1, _CHUNK_MB * 2**20)
+            for offset in range(0, len(chunk), len(mib)):
+                chunk[offset : offset + len(mib)] = mib  # written, so resident
+            self._chunks.append(chunk)
+
 
 class FaultState:
     """The current faults of one service instance."""
@@ -76,6 +151,8 @@ class FaultState:
         self.error_ratio = 0.0
         self.error_routes: list[str] = []
         self.ffmpeg_broken = False
+        self.cache_disabled = False
+        self.memory = MemoryBallast()
         self.cache_flushes = 0
         self._random = random.Random(seed)
 
@@ -92,6 +169,10 @@ class FaultState:
             self.error_routes = list(body["error_routes"])
         if body.get("ffmpeg_broken") is not None:
             self.ffmpeg_broken = bool(body["ffmpeg_broken"])
+        if body.get("cache_disabled") is not None:
+            self.cache_disabled = bool(body["cache_disabled"])
+        if body.get("memory_mb") is not None:
+            self.memory.resize(int(body["memory_mb"]))
 
     def clear(self) -> None:
         """Remove every fault (the flush counter is history and stays)."""
@@ -99,6 +180,8 @@ class FaultState:
         self.error_ratio = 0.0
         self.error_routes = []
         self.ffmpeg_broken = False
+        self.cache_disabled = False
+        self.memory.resize(0)
 
     def latency_for(self, route: str) -> float:
         """Return the extra latency for one route template."""
@@ -117,5 +200,7 @@ class FaultState:
             "error_ratio": self.error_ratio,
             "error_routes": list(self.error_routes),
             "ffmpeg_broken": self.ffmpeg_broken,
+            "cache_disabled": self.cache_disabled,
+            "memory_mb": self.memory.held_mb,
             "cache_flushes": self.cache_flushes,
         }

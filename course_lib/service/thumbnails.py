@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .cache import CACHE_ERRORS, ThumbnailCache
@@ -36,8 +37,16 @@ def thumbnail_key(video_id: str, t: float) -> str:
 class ThumbnailService:
     """Serve thumbnails from the cache, decoding them in-process on a miss."""
 
-    def __init__(self, cache: ThumbnailCache, media: Media, metrics: VrewCraftMetrics) -> None:
+    def __init__(
+        self,
+        cache: ThumbnailCache,
+        media: Media,
+        metrics: VrewCraftMetrics,
+        bypass: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.cache = cache
+        # The fault switch's cache_disabled: when it returns True the cache is skipped.
+        self.bypass = bypass
         self.media = media
         self.metrics = metrics
         self.hits = 0
@@ -90,7 +99,9 @@ class ThumbnailService:
         return image
 
     async def _cache_get(self, key: str) -> bytes | None:
-        """Read the cache; an unreachable cache is a miss, not an outage."""
+        """Read the cache; an unreachable (or bypassed) cache is a miss, not an outage."""
+        if self.bypass():
+            return None
         try:
             return await self.cache.get(key)
         except CACHE_ERRORS as exc:
@@ -99,6 +110,8 @@ class ThumbnailService:
 
     async def _cache_set(self, key: str, image: bytes) -> None:
         """Write the cache; failing to cache must not fail the request."""
+        if self.bypass():
+            return
         try:
             await self.cache.set(key, image)
         except CACHE_ERRORS as exc:
