@@ -7,7 +7,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test setup sysdeps up down status doctor lint bench clean
+.PHONY: lab test setup sysdeps up down status doctor lint bench clean solutions site progress
 
 lab: setup  ## install, start the local stack, open JupyterLab on notebooks/
 	$(PY) -m course_lib lab
@@ -26,7 +26,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
-up down status doctor: $(STAMP)
+solutions: setup  ## execute every notebook with solutions and outputs into build/solutions/
+	$(PY) -m course_lib solutions
+
+site: $(STAMP)  ## build the course site (build/site/index.html) from build/solutions/
+	@test -n "$$(ls build/solutions/*.ipynb 2>/dev/null)" || $(MAKE) solutions
+	$(PY) -m course_lib site
+
+up down status doctor progress: $(STAMP)
 	$(PY) -m course_lib $@
 
 lint: $(STAMP)

@@ -206,3 +206,108 @@ def pushgateway_proxy() -> dict[str, Any]:
 def service_docs_proxy() -> dict[str, Any]:
     """jupyter-server-proxy entry for the VrewCraft service and its ``/docs`` page."""
     return _proxy("vrewcraft-api")
+
+
+# --- doctor: what a laptop needs for the notebooks and JupyterLab (no browser involved) ----------
+
+
+def _notebook_imports(notebook_dir: Path) -> dict[str, set[str]]:
+    """Map each top-level module the notebooks import to the notebooks that import it."""
+    import ast
+
+    import nbformat
+
+    found: dict[str, set[str]] = {}
+    for path in sorted(notebook_dir.glob("[0-9][0-9]_*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            # IPython magics and shell escapes aren't Python: blank them out before parsing.
+            source = "\n".join(
+                "" if line.lstrip().startswith(("%", "!")) else line
+                for line in cell.source.splitlines()
+            )
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    found.setdefault(name.split(".")[0], set()).add(path.name)
+    return found
+
+
+def doctor(cfg: StackConfig, notebook_dir: Path | None = None) -> list[tuple[str, str]]:
+    """Check what the notebooks and JupyterLab need; return (level, text) like stack.doctor.
+
+    Covers every module any notebook imports, the python3 kernel, the proxy
+    entries of the stack UIs, JupyterLab's port, and the progress file.
+    """
+    import importlib.util
+    from importlib.metadata import entry_points
+
+    from course_lib import progress, supervisor
+
+    notebook_dir = notebook_dir or repo_root() / "notebooks"
+    findings: list[tuple[str, str]] = []
+    modules = _notebook_imports(notebook_dir)
+    for extra in ("jupyterlab", "jupyter_server_proxy", "ipykernel", "papermill"):
+        modules.setdefault(extra, {"make lab / make solutions"})
+    missing = {m: users for m, users in modules.items() if importlib.util.find_spec(m) is None}
+    for module, users in sorted(missing.items()):
+        findings.append(
+            (
+                "error",
+                f"python module {module} (used by {', '.join(sorted(users))}) is not installed: "
+                "run `make setup`",
+            )
+        )
+    if not missing:
+        findings.append(("ok", f"{len(modules)} python modules the notebooks import are installed"))
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        kernels = KernelSpecManager().find_kernel_specs()
+    except Exception as exc:  # any failure here means notebooks can't start a kernel
+        kernels = {}
+        findings.append(("error", f"jupyter kernels can't be listed: {exc}"))
+    if "python3" in kernels:
+        findings.append(("ok", f"kernel python3: {kernels['python3']}"))
+    else:
+        findings.append(("error", "no python3 Jupyter kernel: run `make setup`"))
+    proxied = {ep.name for ep in entry_points(group="jupyter_serverproxy_servers")}
+    absent = sorted(set(PROXIED) - proxied)
+    if absent:
+        findings.append(
+            ("error", f"stack UIs missing from JupyterLab: {', '.join(absent)} (`make setup`)")
+        )
+    else:
+        findings.append(("ok", f"JupyterLab proxies {', '.join(sorted(PROXIED))}"))
+    port = jupyter_port()
+    if supervisor.port_is_free(port):
+        findings.append(("ok", f"jupyterlab: port {port} is free"))
+    else:
+        findings.append(
+            (
+                "warn",
+                f"jupyterlab: port {port} is in use (a lab already running?); "
+                "set COURSE_JUPYTER_PORT to another port",
+            )
+        )
+    try:
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        probe = cfg.state_dir / ".doctor-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+        findings.append(("ok", f"state directory {cfg.state_dir} is writable"))
+    except OSError as exc:
+        findings.append(("error", f"state directory {cfg.state_dir} is not writable: {exc}"))
+    done = {a.exercise for a in progress.attempts(cfg.state_dir / progress.FILE_NAME) if a.ok}
+    findings.append(("ok", f"progress: {len(done)} exercises done so far"))
+    return findings

@@ -196,3 +196,33 @@ def test_prefix_rewrite_leaves_other_bodies_alone():
     headers = {"Location": "/p/graph"}
     lab.prometheus_behind_prefix(b"", headers, "/p")
     assert headers["Location"] == "/p/graph"  # already prefixed: not doubled
+
+
+# --- doctor: the notebooks' needs, checked without a browser --------------------------------------
+
+
+def test_doctor_finds_everything_the_notebooks_need_on_this_machine(tmp_path, monkeypatch):
+    from course_lib.config import StackConfig
+
+    monkeypatch.setenv("COURSE_STATE_DIR", str(tmp_path))
+    findings = lab.doctor(StackConfig.from_env())
+    assert [f for f in findings if f[0] == "error"] == []
+    text = "\n".join(t for _, t in findings)
+    assert "kernel python3" in text and "JupyterLab proxies" in text
+
+
+def test_doctor_names_a_module_a_notebook_imports_but_the_machine_lacks(tmp_path, monkeypatch):
+    import nbformat as nbf
+
+    from course_lib.config import StackConfig
+
+    nb = nbf.v4.new_notebook()
+    nb.cells = [
+        nbf.v4.new_code_cell("%matplotlib inline\nimport pandas as pd\nfrom nosuchmod.x import y"),
+        nbf.v4.new_code_cell("def broken(:\n    pass"),  # a syntax error doesn't stop the doctor
+    ]
+    nbf.write(nb, tmp_path / "09_demo.ipynb")
+    monkeypatch.setenv("COURSE_STATE_DIR", str(tmp_path / "state"))
+    errors = [t for level, t in lab.doctor(StackConfig.from_env(), tmp_path) if level == "error"]
+    assert len(errors) == 1 and "nosuchmod" in errors[0] and "09_demo.ipynb" in errors[0], errors
+    assert "make setup" in errors[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import nbformat
@@ -45,20 +44,12 @@ def test_notebook_has_a_parameters_cell(path: Path):
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_with_solutions(path: Path, stack, tmp_path):
-    import papermill
+def test_notebook_runs_with_solutions(path: Path, stack):
+    """Also `make solutions`: the executed copy lands in build/solutions (and feeds the site)."""
+    from course_lib import notebooks
 
-    t0 = time.monotonic()
-    papermill.execute_notebook(
-        str(path),
-        str(tmp_path / path.name),
-        parameters={"SOLUTIONS": True},
-        cwd=str(NOTEBOOK_DIR),
-        kernel_name="python3",
-        progress_bar=False,
-        execution_timeout=300,
-    )
-    print(f"{path.name}: {time.monotonic() - t0:.1f}s")
+    seconds = notebooks.execute(path, notebooks.solutions_dir() / path.name, solutions=True)
+    print(f"{path.name}: {seconds:.1f}s")
 
 
 # --- without solutions: the first exercise stops the run and shows its hint ---------------------
