@@ -129,6 +129,7 @@ html_title = project
 exclude_patterns = ["_build"]
 suppress_warnings = ["mystnb.unknown_mime_type"]
 nb_mime_priority_overrides = [("html", "application/vnd.plotly.v1+json", None)]
+
 '''
 
 
@@ -168,7 +169,7 @@ def build_site(
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     for path in executed:
-        shutil.copy(path, work / path.name)
+        _copy_offline(path, work / path.name)
     (work / "conf.py").write_text(SPHINX_CONF)
     (work / "errata.md").write_text(_errata_page(errata(executed)))
     pages = "\n".join(p.stem for p in executed)
@@ -186,6 +187,22 @@ def build_site(
     if code != 0:
         raise RuntimeError(f"sphinx-build exited {code}; run it again without -q to see why.")
     return out_dir / "index.html"
+
+
+#: Plotly's notebook renderer loads MathJax from a CDN in every figure; the figures here have
+#: no LaTeX, and the site must work offline.
+CDN_MATHJAX = re.compile(r'<script src="https://[^"]*mathjax[^"]*"></script>')
+
+
+def _copy_offline(source: Path, target: Path) -> None:
+    """Copy an executed notebook, dropping the CDN MathJax tag from its HTML outputs."""
+    nb = nbformat.read(source, as_version=4)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            html = output.get("data", {}).get("text/html")
+            if html:
+                output["data"]["text/html"] = CDN_MATHJAX.sub("", "".join(html))
+    nbformat.write(nb, target)
 
 
 def _errata_page(found: list[tuple[str, str]]) -> str:
