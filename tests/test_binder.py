@@ -1,4 +1,4 @@
-"""binder/ (repo2docker): the same packages as `make setup`, scripts that parse, a start that works."""
+"""binder/ (repo2docker): the packages `make setup` installs, scripts that parse, a start."""
 
 from __future__ import annotations
 
