@@ -37,6 +37,7 @@ __all__ = [
     "prometheus_behind_prefix",
     "prometheus_proxy",
     "pushgateway_proxy",
+    "service_docs_behind_prefix",
     "service_docs_proxy",
     "ui_url",
 ]
@@ -203,9 +204,26 @@ def pushgateway_proxy() -> dict[str, Any]:
     return _proxy("pushgateway")
 
 
+def service_docs_behind_prefix(body: bytes, prefix: str) -> bytes:
+    """Point FastAPI's Swagger page at the OpenAPI document under ``prefix``.
+
+    >>> service_docs_behind_prefix(b"<html> url: '/openapi.json',", "/vrewcraft-api")
+    b"<html> url: '/vrewcraft-api/openapi.json',"
+    """
+    if not prefix or b"<html" not in body[:4096].lower():
+        return body
+    for path in (b"'/openapi.json'", b"'/docs/oauth2-redirect'"):
+        body = body.replace(path, b"'" + prefix.encode() + path[1:])
+    return body
+
+
 def service_docs_proxy() -> dict[str, Any]:
     """jupyter-server-proxy entry for the VrewCraft service and its ``/docs`` page."""
-    return _proxy("vrewcraft-api")
+
+    def rewrite(response: Any, request: Any, path: str) -> None:
+        response.body = service_docs_behind_prefix(response.body, _served_prefix(request, path))
+
+    return _proxy("vrewcraft-api", rewrite_response=rewrite)
 
 
 # --- doctor: what a laptop needs for the notebooks and JupyterLab (no browser involved) ----------

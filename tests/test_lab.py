@@ -156,6 +156,8 @@ def test_alertmanager_pushgateway_and_api_docs_work_through_the_jupyter_proxy(la
     assert "Pushgateway" in _proxied(lab_server, "pushgateway/").text
     docs = _proxied(lab_server, "vrewcraft-api/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    # The page asks for the OpenAPI document under the proxy, not at the Jupyter server's root.
+    assert "url: '/vrewcraft-api/openapi.json'" in docs.text, docs.text
     openapi = _proxied(lab_server, "vrewcraft-api/openapi.json").json()
     assert openapi["paths"], "the service's OpenAPI lists no routes"
 
