@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +17,9 @@ INSTALL_SCRIPT = repo_root() / "scripts" / "install-system-deps.sh"
 
 def _install_script_packages() -> set[str]:
     """Debian packages of the install script's DEBIAN_PACKAGE table (without --bench extras)."""
-    text = INSTALL_SCRIPT.read_text()
-    table = re.search(r"declare -A DEBIAN_PACKAGE=\((.*?)\n\)", text, re.S)
-    assert table, f"{INSTALL_SCRIPT}: no DEBIAN_PACKAGE table"
-    return set(re.findall(r"^\s*\[[^\]]+\]=(\S+)", table.group(1), re.M))
+    from course_lib.lab import system_packages
+
+    return set(system_packages(INSTALL_SCRIPT).values())
 
 
 def _apt_txt() -> set[str]:
