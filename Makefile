@@ -7,24 +7,30 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test setup sysdeps up down status doctor lint bench clean solutions site progress
+.PHONY: lab test test-fast setup sysdeps up down status doctor progress lint lock bench clean \
+	solutions site
 
 lab: setup  ## install, start the local stack, open JupyterLab on notebooks/
 	$(PY) -m course_lib lab
 
-test: setup  ## install, then run unit tests, config checks and every notebook
+test: setup  ## install, then run unit tests, doctests, config checks and every notebook
 	$(PY) -m pytest
+
+test-fast: $(STAMP)  ## pure unit tests and doctests: no stack, ffmpeg, processes (seconds)
+	$(PY) -m pytest -q -m "not (stack or notebook or ffmpeg or process or slow)"
 
 setup: sysdeps $(STAMP)
 
 sysdeps:
 	@bash scripts/install-system-deps.sh
 
-$(STAMP): requirements.txt pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+$(STAMP): requirements.txt pyproject.toml scripts/install-python-deps.sh
+	@bash scripts/install-python-deps.sh $(VENV) $(PYTHON)
 	@touch $@
+
+lock:  ## recompile requirements.txt from requirements.in (after changing a pin)
+	$(VENV)/bin/uv pip compile requirements.in -o requirements.txt --python-version 3.11 \
+		--custom-compile-command "make lock"
 
 solutions: setup  ## execute every notebook with solutions and outputs into build/solutions/
 	$(PY) -m course_lib solutions
@@ -36,8 +42,10 @@ site: $(STAMP)  ## build the course site (build/site/index.html) from build/solu
 up down status doctor progress: $(STAMP)
 	$(PY) -m course_lib $@
 
-lint: $(STAMP)
+lint: $(STAMP)  ## ruff (lint and format) over everything, mypy over course_lib
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 BENCH_STAMP := $(VENV)/.installed-bench
 

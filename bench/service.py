@@ -1,4 +1,4 @@
-"""Benchmark the VrewCraft service the way issue 3 asks, and print the numbers.
+"""Benchmark the VrewCraft service (latency, instrumentation overhead) and print the numbers.
 
 What it does, all on 127.0.0.1 with free ports and a temporary directory:
 
@@ -45,9 +45,9 @@ from pathlib import Path
 
 import httpx
 
+from course_lib import prom
 from course_lib.service.metrics import HTTP_BUCKETS, THUMBNAIL_BUCKETS
-from course_lib.service.testing import free_port
-from course_lib.supervisor import stop_child
+from course_lib.supervisor import free_port, http_ok, poll, stop_child
 from course_lib.traffic import run_traffic
 
 HEY_RATE = 5.0  # req/s hey sends to each of its two URLs
@@ -55,13 +55,8 @@ HEY_RATE = 5.0  # req/s hey sends to each of its two URLs
 
 def wait_http(url: str, timeout: float = 30.0) -> None:
     """Wait until ``url`` answers 200."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
+    if not poll(lambda: http_ok(url), timeout, interval=0.05):
+        raise RuntimeError(f"{url} did not come up")
 
 
 @contextlib.contextmanager
@@ -115,10 +110,19 @@ def prometheus(port: int, target_port: int, workdir: Path):
 
 def promql(base: str, query: str, at: float) -> float:
     """Return the single value of an instant query at ``at`` (NaN when empty)."""
-    response = httpx.get(f"{base}/api/v1/query", params={"query": query, "time": at}, timeout=10)
-    response.raise_for_status()
-    result = response.json()["data"]["result"]
-    return float(result[0]["value"][1]) if result else math.nan
+    df = prom.query(base, query, time=at)
+    return float(df["value"].iloc[0]) if len(df) else math.nan
+
+
+def wait_for_scrape(base: str, after: float) -> None:
+    """Wait until Prometheus has scraped every target at or after ``after`` (Unix seconds)."""
+    prom.wait_for(
+        base,
+        "timestamp(up)",
+        lambda df: not df.empty and df["value"].min() >= after,
+        timeout=30,
+        interval=0.2,
+    )
 
 
 def bucket_index(value: float, buckets: tuple[float, ...]) -> int:
@@ -259,13 +263,13 @@ def iqr(values: list[float]) -> tuple[float, float]:
 
 def wait_idle(base: str, timeout: float = 60.0) -> None:
     """Wait until the service runs no ffmpeg job (a trim from the mix may still run)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def idle() -> bool:
         text = httpx.get(f"{base}/metrics", timeout=5).text
         match = re.search(r"^vrewcraft_ffmpeg_jobs_active (\S+)$", text, re.MULTILINE)
-        if match is not None and float(match.group(1)) == 0:
-            return
-        time.sleep(0.2)
+        return match is not None and float(match.group(1)) == 0
+
+    poll(idle, timeout, interval=0.2)
 
 
 def fmt_ms(seconds: float) -> str:
@@ -309,7 +313,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="vrewcraft-bench-"))
     p_svc, p_plain, p_prom = free_port(), free_port(), free_port()
-    svc, plain, prom = (f"http://127.0.0.1:{p}" for p in (p_svc, p_plain, p_prom))
+    svc, plain, prom_url = (f"http://127.0.0.1:{p}" for p in (p_svc, p_plain, p_prom))
     figures: dict[str, object] = {
         "rate": args.rate,
         "duration_s": args.duration,
@@ -323,7 +327,7 @@ def main() -> int:
             wait_http(f"{svc}/healthz")
             wait_http(f"{plain}/healthz")
             with prometheus(p_prom, p_svc, work / "prom"):
-                wait_http(f"{prom}/-/ready")
+                wait_http(f"{prom_url}/-/ready")
 
                 print(f"warm-up: {args.warmup:.0f} s of the standard mix at {args.rate:.0f} req/s")
                 warm = run_traffic(
@@ -338,7 +342,7 @@ def main() -> int:
                     f"measured: {args.duration:.0f} s, traffic generator {gen_rate:.0f} req/s "
                     f"+ hey {HEY_RATE:.0f} req/s on each of 2 URLs = {args.rate:.0f} req/s"
                 )
-                time.sleep(2)  # let one scrape land before the window starts
+                wait_for_scrape(prom_url, time.time())  # the window starts on fresh data
                 start = time.time()
                 hey_list = start_hey(list_url, args.duration, HEY_RATE)
                 hey_thumb = start_hey(thumb_url, args.duration, HEY_RATE)
@@ -353,12 +357,12 @@ def main() -> int:
                 list_lat, list_status = hey_latencies(hey_list)
                 thumb_lat, thumb_status = hey_latencies(hey_thumb)
                 end = start + args.duration
-                time.sleep(3)  # the last scrapes
+                wait_for_scrape(prom_url, end)  # the window's last samples are in
                 window = f"{int(args.duration)}s"
 
                 def q(expr: str) -> float:
                     """Evaluate PromQL at the end of the measured window."""
-                    return promql(prom, expr, end)
+                    return promql(prom_url, expr, end)
 
                 http = "vrewcraft_http_request_duration_seconds_bucket"
                 api = f'{http}{{route=~"/api/.*"}}'
@@ -402,7 +406,7 @@ def main() -> int:
                     "req_rate": q(
                         f'sum(rate(vrewcraft_http_requests_total{{route!="/metrics"}}[{window}]))'
                     ),
-                    # The seed's un-aggregated form: one quantile per series (erratum 1).
+                    # The seed's un-aggregated form: one quantile per series.
                     "seed_form_series": q(
                         f"count(histogram_quantile(0.99, rate({http}[{window}])))"
                     ),

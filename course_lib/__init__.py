@@ -1,0 +1,34 @@
+"""The VrewCraft monitoring course: everything the notebooks import, and what they observe.
+
+The learner's toolkit (what notebook cells call):
+
+* ``stack`` — start or reuse the local stack and query it: ``ensure_running()``,
+  ``stack.query(...)``, ``stack.wait_for(...)``.
+* ``prom`` — Prometheus' HTTP API as pandas DataFrames; every request to Prometheus
+  goes through it, with the same two errors (``PromQLError``, ``PrometheusUnreachable``).
+* ``lesson`` — helpers the notebooks share: push and wait for the scrape, samples as
+  tables, charts, ``describe_metric``, ``show_source``.
+* ``exercises`` — ``check()`` and ``solution()`` for every exercise; ``promql_hints``
+  names the usual PromQL mistakes in a learner's query.
+* ``explain`` — a query's parse tree with every sub-expression evaluated on the stack.
+* ``alerting`` — rule unit tests, routing checks and the pieces of a live incident
+  (alert states, notifications, silences).
+* ``grafana`` — Grafana without Grafana: the overview dashboard as code
+  (grafana-foundation-sdk), its lint, and a plotly renderer.
+
+The system being observed:
+
+* ``service`` — VrewCraft, a small FastAPI video backend with real ffmpeg, instrumented
+  with prometheus_client (``service.metrics``, ``service.middleware``).
+* ``traffic`` — a seeded, realistic request mix against the service.
+* ``history`` and ``backfill`` — a simulated day of VrewCraft's metrics, written into
+  Prometheus before the live data, so lessons have a daily cycle and an incident.
+* ``sinks`` — the SMTP and webhook receivers that record Alertmanager's notifications.
+
+Plumbing: ``config`` (ports, state directory, environment variables), ``supervisor``
+(processes, ports, polling, the list of system binaries), ``__main__``
+(``python -m course_lib up | down | status | logs | doctor``).
+
+"The seed" in comments and notebooks is the Korean tutorial this course grew from,
+*Prometheus + Grafana 모니터링* (VrewCraft); the notebooks teach its mistakes as errata.
+"""

@@ -29,7 +29,7 @@ import pandas as pd
 import requests
 import yaml
 
-from course_lib import sinks, supervisor
+from course_lib import prom, sinks, supervisor
 from course_lib.config import repo_root
 from course_lib.supervisor import ConfigError, NotReadyError, StackError
 
@@ -258,7 +258,7 @@ def _reload_until(stack: Any, done: Callable[[list[dict]], bool], timeout: float
 
 def rule_groups(stack: Any) -> list[dict]:
     """Return the rule groups Prometheus runs (``/api/v1/rules``), with each rule's state."""
-    return _get(f"{stack.prometheus_url}/api/v1/rules")["data"]["groups"]
+    return prom.api(stack.prometheus_url, "rules")["groups"]
 
 
 def replay(
@@ -300,7 +300,9 @@ def replay(
                     "severity": rule["labels"]["severity"],
                     "for": rule.get("for", "0s"),
                     "fired": first_fired is not None,
-                    "first_fired": pd.to_datetime(first_fired, unit="s", utc=True),
+                    "first_fired": None
+                    if first_fired is None
+                    else pd.to_datetime(first_fired, unit="s", utc=True),
                     "minutes_true": len(times) * step / 60,
                 }
             )
@@ -326,6 +328,7 @@ def _seconds(duration: str) -> float:
 
 
 def _get(url: str, **params: Any) -> Any:
+    """GET an Alertmanager API URL; return its JSON (Prometheus' API goes through prom)."""
     resp = requests.get(url, params=params or None, timeout=TIMEOUT)
     resp.raise_for_status()
     return resp.json()
@@ -344,7 +347,7 @@ def prometheus_alerts(stack: Any) -> pd.DataFrame:
             "value": float(a["value"]),
             "labels": a["labels"],
         }
-        for a in _get(f"{stack.prometheus_url}/api/v1/alerts")["data"]["alerts"]
+        for a in prom.api(stack.prometheus_url, "alerts")["alerts"]
     ]
     return pd.DataFrame(rows, columns=["alertname", "state", "active_at", "value", "labels"])
 
@@ -367,7 +370,7 @@ def wait_for_alert(
     wanted = {"alertname": alertname, **(labels or {})}
 
     def reached() -> bool:
-        alerts = _get(f"{stack.prometheus_url}/api/v1/alerts")["data"]["alerts"]
+        alerts = prom.api(stack.prometheus_url, "alerts")["alerts"]
         states = {a["state"] for a in alerts if _matches(a["labels"], wanted)}
         return state in states if state is not None else not states
 

@@ -357,19 +357,22 @@ def place_after_start(cfg: StackConfig, progress: Progress) -> HistoryWindow | N
         "history: waiting for Prometheus to load the new blocks (its rescan runs every minute)"
     )
     query = f'count_over_time(up{{job="{history.JOB}",instance="{day.instance}"}}[1d])'
-    deadline = time.monotonic() + PICKUP_TIMEOUT
     t0 = time.monotonic()
-    while True:
-        df = prom.query(url, query, time=day.end - 1)
-        if not df.empty and df["value"].iloc[0] >= history.POINTS:
-            break
-        if time.monotonic() > deadline:
-            raise HistoryError(
-                f"Prometheus at {url} did not load the day's blocks within "
-                f"{PICKUP_TIMEOUT:.0f}s; they are in {_tsdb(cfg)} and will load at its next "
-                "start: `make down && make up`."
-            )
-        time.sleep(1.0)
+    try:
+        prom.wait_for(
+            url,
+            query,
+            lambda df: not df.empty and df["value"].iloc[0] >= history.POINTS,
+            timeout=PICKUP_TIMEOUT,
+            interval=1.0,
+            time=day.end - 1,
+        )
+    except supervisor.NotReadyError:
+        raise HistoryError(
+            f"Prometheus at {url} did not load the day's blocks within "
+            f"{PICKUP_TIMEOUT:.0f}s; they are in {_tsdb(cfg)} and will load at its next "
+            "start: `make down && make up`."
+        ) from None
     progress(f"history: loaded by Prometheus after {time.monotonic() - t0:.0f}s")
     return day
 

@@ -427,7 +427,7 @@ def _evaluate(url: str, root: Node, at: float) -> int:
                 node.resets = int(float(result[1][0]["value"][1])) if result[1] else 0
         if node.query:
             result, error = answers[node.query]
-            if error:
+            if error or result is None:
                 node.error = error
             else:
                 _fill(node, *result)
@@ -478,7 +478,7 @@ def _label_names(metrics) -> tuple[str, ...]:
 
 def _attach_hints(root: Node, promql: str, scrape_interval: float) -> None:
     """Show promql_hints' findings (un-aggregated quantiles, rate of a sum…) on their node."""
-    by_expr = {}
+    by_expr: dict[str, Node] = {}
     for node in root:
         by_expr.setdefault(node.expr, node)
         if node.kind == "range":  # hints about x[5m] may name the inner selector

@@ -283,12 +283,12 @@ def _simulate(seed: int = SEED) -> _Day:
     load = _load(interval_start + STEP / 2)
 
     parts = []
-    for i, kind in enumerate(_KINDS):
-        lam = PEAK_RATE * kind.share / TOTAL_SHARE * load * STEP
+    for i, spec in enumerate(_KINDS):
+        lam = PEAK_RATE * spec.share / TOTAL_SHARE * load * STEP
         counts = rng.poisson(lam)
         n = int(counts.sum())
         end_ms = np.repeat(interval_start * 1000, counts) + rng.integers(1, STEP * 1000 + 1, n)
-        latency = _lognormal_us(rng, kind.median_ms or 1.0, kind.sigma or 0.3, n)
+        latency = _lognormal_us(rng, spec.median_ms or 1.0, spec.sigma or 0.3, n)
         parts.append(pd.DataFrame({"kind": i, "end_ms": end_ms, "duration_us": latency}))
     # Prometheus scrapes /metrics once per interval: the service counts those requests too.
     scrapes = pd.DataFrame(
@@ -362,7 +362,7 @@ def _simulate(seed: int = SEED) -> _Day:
     )
 
     def of_kind(method: str, route: str, status: str) -> pd.DataFrame:
-        return requests_df[kind == _kind_index(method, route, status)]
+        return requests_df.loc[kind == _kind_index(method, route, status)]
 
     # ffmpeg runs: thumbnail extractions (misses), probes (uploads), trims (202s).
     miss_end = t_end[~hit]

@@ -39,7 +39,6 @@ __all__ = [
     "pushgateway_proxy",
     "service_docs_behind_prefix",
     "service_docs_proxy",
-    "system_packages",
     "ui_url",
 ]
 
@@ -262,17 +261,6 @@ def _notebook_imports(notebook_dir: Path) -> dict[str, set[str]]:
     return found
 
 
-def system_packages(script: Path | None = None) -> dict[str, str]:
-    """Return {binary alternatives "a|b": Debian package} from the system install script."""
-    import re
-
-    script = script or repo_root() / "scripts" / "install-system-deps.sh"
-    table = re.search(r"declare -A DEBIAN_PACKAGE=\((.*?)\n\)", script.read_text(), re.S)
-    if not table:
-        raise ValueError(f"{script}: no DEBIAN_PACKAGE=( ... ) table")
-    return dict(re.findall(r"^\s*\[([^\]]+)\]=(\S+)", table.group(1), re.M))
-
-
 def doctor(cfg: StackConfig, notebook_dir: Path | None = None) -> list[tuple[str, str]]:
     """Check what the notebooks and JupyterLab need; return (level, text) like stack.doctor.
 
@@ -319,13 +307,6 @@ def doctor(cfg: StackConfig, notebook_dir: Path | None = None) -> list[tuple[str
         )
     else:
         findings.append(("ok", f"JupyterLab proxies {', '.join(sorted(PROXIED))}"))
-    # Everything else `make test` installs (a browser, redis, docker-compose): warn only,
-    # the notebooks run without them.
-    for binaries, package in system_packages().items():
-        if supervisor.find_binary(binaries.split("|")) is None:
-            findings.append(
-                ("warn", f"{binaries.replace('|', ' or ')} (Debian {package}): needed by make test")
-            )
     port = jupyter_port()
     if supervisor.port_is_free(port):
         findings.append(("ok", f"jupyterlab: port {port} is free"))

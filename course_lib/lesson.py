@@ -4,6 +4,9 @@
 * ``push`` / ``delete_push``: push a registry to the Pushgateway (or delete a group) and
   wait until Prometheus has *scraped* the change, instead of sleeping.
 * ``samples``: the samples of a registry or of exposition text, as a DataFrame.
+* ``sample_value``: one sample's value from a registry (0 while the series doesn't exist).
+* ``describe_metric``: what a metric object declares (name, type, labels, buckets).
+* ``show_source``: display course_lib's own code of a class or function.
 * ``raw_samples``: the raw samples of a range selector (``x[1m]``) at one instant.
 * ``make_clip`` / ``wait_for_job``: a small real video to upload; poll a trim job to its end.
 * ``line_plot``: a plotly line chart of a ``query_range`` DataFrame, refusing empty data.
@@ -22,15 +25,21 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import requests
 
+from course_lib import prom
+from course_lib.supervisor import poll
+
 __all__ = [
     "CATALOG",
+    "MetricInfo",
     "api",
     "delete_push",
+    "describe_metric",
     "explain",
     "fetch_text",
     "line_plot",
@@ -38,8 +47,10 @@ __all__ = [
     "progress",
     "push",
     "raw_samples",
+    "sample_value",
     "samples",
     "series_names",
+    "show_source",
     "targets",
     "wait_for_job",
     "wait_for_scrape",
@@ -47,7 +58,8 @@ __all__ = [
 
 TIMEOUT = 15.0
 
-#: The course's metric catalog (COURSE.md): name -> (type, label names, histogram buckets).
+#: The service's metric catalog, the seed tutorial's plus fixes: name -> (type, label names,
+#: histogram buckets). Notebook 02 checks VrewCraftMetrics against it.
 CATALOG: dict[str, tuple[str, tuple[str, ...], tuple[float, ...] | None]] = {
     "vrewcraft_http_requests_total": ("counter", ("method", "route", "status_code"), None),
     "vrewcraft_video_uploads_total": ("counter", ("status",), None),
@@ -73,15 +85,10 @@ CATALOG: dict[str, tuple[str, tuple[str, ...], tuple[float, ...] | None]] = {
 def api(stack: Any, path: str, **params: Any) -> Any:
     """GET ``/api/v1/<path>`` of the stack's Prometheus; return the ``data`` field.
 
-    >>> api(stack, "status/flags")["storage.tsdb.retention.time"]     # doctest: +SKIP
+    >>> api(stack, "status/flags")["storage.tsdb.retention.time"]
     '30d'
     """
-    url = f"{stack.prometheus_url.rstrip('/')}/api/v1/{path.lstrip('/')}"
-    resp = requests.get(url, params=params or None, timeout=TIMEOUT)
-    body = resp.json()
-    if body.get("status") != "success":
-        raise RuntimeError(f"{url}: {body.get('error') or resp.status_code}")
-    return body["data"]
+    return prom.api(stack.prometheus_url, path, **params)
 
 
 def targets(stack: Any) -> pd.DataFrame:
@@ -96,7 +103,7 @@ def targets(stack: Any) -> pd.DataFrame:
             "last_scrape_seconds": t.get("lastScrapeDuration"),
             "last_error": t.get("lastError", ""),
         }
-        for t in api(stack, "targets", state="active")["activeTargets"]
+        for t in prom.targets(stack.prometheus_url)
     ]
     return pd.DataFrame(rows).sort_values("job").reset_index(drop=True)
 
@@ -107,8 +114,7 @@ def series_names(stack: Any, match: str, since: float) -> set[str]:
     Unlike an instant query, this ignores series that stopped before ``since`` (for
     example those of a process that has since restarted).
     """
-    found = api(stack, "series", **{"match[]": match, "start": since, "end": time.time()})
-    return {series["__name__"] for series in found}
+    return {series["__name__"] for series in prom.series(stack.prometheus_url, match, since)}
 
 
 def fetch_text(url: str) -> str:
@@ -183,6 +189,66 @@ def delete_push(
         stack.pushgateway_url, job=job, grouping_key=dict(grouping_key or {}), timeout=TIMEOUT
     )
     wait_for_scrape(stack, "pushgateway", timeout=timeout)
+
+
+def sample_value(registry: Any, name: str, **labels: str) -> float:
+    """Return one sample's value from ``registry``; 0 when the series doesn't exist yet.
+
+    >>> from prometheus_client import CollectorRegistry, Counter
+    >>> reg = CollectorRegistry()
+    >>> Counter("demo_jobs", "Jobs done.", ["kind"], registry=reg).labels(kind="trim").inc(2)
+    >>> sample_value(reg, "demo_jobs_total", kind="trim"), sample_value(reg, "demo_jobs_total")
+    (2.0, 0.0)
+    """
+    return registry.get_sample_value(name, labels) or 0.0
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What a prometheus_client metric object declares, as ``describe_metric`` reads it."""
+
+    name: str  #: the family name as exposed: a counter's ends in ``_total``
+    type: str  #: counter, gauge, histogram, summary, …
+    help: str
+    labels: tuple[str, ...]  #: label names
+    buckets: tuple[float, ...] | None  #: a histogram's upper bounds without +Inf, else None
+    is_child: bool  #: True for one labelled child, the result of ``.labels(…)``
+
+
+def describe_metric(metric: Any) -> MetricInfo:
+    """Return the name, type, help, label names and buckets a metric object declares.
+
+    Name, type and help come from the public ``describe()``. prometheus_client has no
+    public API for the label names or buckets of a metric that has no samples yet, so
+    this is the one place that reads its private attributes.
+
+    >>> from prometheus_client import CollectorRegistry, Histogram
+    >>> latency = Histogram("demo_seconds", "Latency.", ["route"], buckets=[0.1, 1],
+    ...                     registry=CollectorRegistry())
+    >>> describe_metric(latency)
+    MetricInfo(name='demo_seconds', type='histogram', help='Latency.', labels=('route',), \
+buckets=(0.1, 1.0), is_child=False)
+    """
+    family = metric.describe()[0]
+    suffix = "_total" if family.type == "counter" else ""
+    bounds = getattr(metric, "_upper_bounds", None)
+    return MetricInfo(
+        name=family.name + suffix,
+        type=family.type,
+        help=family.documentation,
+        labels=tuple(getattr(metric, "_labelnames", ())),
+        buckets=None if bounds is None else tuple(b for b in bounds if b != math.inf),
+        is_child=bool(getattr(metric, "_labelvalues", ())),
+    )
+
+
+def show_source(obj: Any) -> None:
+    """Display the source code of a class or function from course_lib in the notebook."""
+    import inspect
+
+    from IPython.display import Markdown, display
+
+    display(Markdown(f"```python\n{inspect.getsource(obj)}```"))
 
 
 def samples(source: Any) -> pd.DataFrame:
@@ -277,14 +343,16 @@ def make_clip(path: Any, seconds: float = 1.0) -> Any:
 
 def wait_for_job(stack: Any, job_id: str, timeout: float = 60.0) -> dict:
     """Poll ``/api/jobs/{job_id}`` until the job succeeded or failed; return its JSON."""
-    deadline = time.monotonic() + timeout
-    while True:
+    job: dict = {}
+
+    def finished() -> bool:
+        nonlocal job
         job = requests.get(f"{stack.service_url}/api/jobs/{job_id}", timeout=TIMEOUT).json()
-        if job.get("status") in ("succeeded", "failed"):
-            return job
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout:.0f}s")
-        time.sleep(0.1)
+        return job.get("status") in ("succeeded", "failed")
+
+    if not poll(finished, timeout, interval=0.1):
+        raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout:.0f}s")
+    return job
 
 
 def progress() -> pd.DataFrame:

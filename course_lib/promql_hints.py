@@ -230,7 +230,7 @@ def _keeps_label(node, label: str) -> bool:
         op = _op(node)
         if op in SELECTING_AGGS:
             return _keeps_label(node.expr, label)
-        if op == "count_values" and node.param.val == label:
+        if op == "count_values" and node.param is not None and node.param.val == label:
             return True
         mod = node.modifier
         if mod is None:
@@ -460,7 +460,7 @@ class _Checker:
             and not _pins_le(s)
         ]
         if buckets:
-            metric = _name(buckets[0])
+            metric = _name(buckets[0]) or ""
             self.add(
                 "bucket-without-le",
                 f"{op}() without le adds the histogram buckets together, counting each "

@@ -3,9 +3,12 @@
 Alertmanager sends real email and real Slack webhooks to these, so a notebook can
 read exactly what an on-call engineer would have received:
 
->>> from course_lib.sinks import read_emails, read_webhooks
->>> emails = read_emails(stack.config.sink_dir)            # doctest: +SKIP
->>> emails[-1]["subject"]                                  # doctest: +SKIP
+>>> import smtplib
+>>> from course_lib.sinks import read_emails
+>>> with smtplib.SMTP("127.0.0.1", stack.config.port("smtp-sink")) as smtp:
+...     _ = smtp.sendmail("am@vrewcraft.local", ["oncall@vrewcraft.local"],
+...                       "Subject: [VrewCraft] HighErrorRate\\n\\nfiring")
+>>> read_emails(stack.config.sink_dir)[-1]["subject"]
 '[VrewCraft] HighErrorRate'
 
 Run one with ``python -m course_lib.sinks smtp --port 2525 --out DIR`` or
@@ -73,7 +76,7 @@ class _EmailRecorder:
     def __init__(self, out: Path):
         self.out = out
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd's hook name
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
         body_part = message.get_body(preferencelist=("plain", "html"))
         append_record(
@@ -107,7 +110,7 @@ def serve_smtp(host: str, port: int, out_dir: Path, stop: threading.Event) -> No
 class _WebhookHandler(BaseHTTPRequestHandler):
     out: Path  # set on the subclass made by serve_webhook
 
-    def do_GET(self):  # noqa: N802 (http.server's hook name)
+    def do_GET(self):  # http.server's hook name
         if self.path == "/healthz":
             self._reply(HTTPStatus.OK, {"status": "ok"})
         else:
@@ -115,7 +118,7 @@ class _WebhookHandler(BaseHTTPRequestHandler):
                 HTTPStatus.NOT_FOUND, {"error": f"no such path {self.path}; POST to any path"}
             )
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         try:
@@ -148,7 +151,7 @@ class _WebhookHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format, *args):  # noqa: A002 (signature fixed by http.server)
+    def log_message(self, format, *args):  # signature fixed by http.server
         print(f"webhook sink: {format % args}", flush=True)
 
 

@@ -3,8 +3,12 @@
 From a notebook:
 
 >>> from course_lib.stack import ensure_running
->>> stack = ensure_running()                    # doctest: +SKIP
->>> stack.query("up")[["job", "value"]]         # doctest: +SKIP
+>>> stack = ensure_running()                    # doctest: +ELLIPSIS
+first scrape done: every target reports up == 1
+stack ready in ...s: http://127.0.0.1:...
+>>> stack.query('up{job="prometheus"}')[["job", "value"]]
+          job  value
+0  prometheus    1.0
 
 From a shell: ``python -m course_lib up | down | status | logs | doctor``.
 
@@ -16,6 +20,7 @@ started and the URLs from the environment are used.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import signal
 import subprocess
@@ -23,7 +28,6 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -62,8 +66,10 @@ class Component:
     reloadable: bool = False  # SIGHUP reloads a changed config
     after: tuple[str, ...] = ()  # components that must be healthy first
 
-    def port(self, cfg: StackConfig) -> int | None:
-        return cfg.port(self.name) if self.has_port else None
+    def port(self, cfg: StackConfig) -> int:
+        if not self.has_port:
+            raise StackError(f"{self.name} listens on no port")
+        return cfg.port(self.name)
 
     def pid_file(self, cfg: StackConfig) -> Path:
         return cfg.pid_dir / f"{self.name}.pid"
@@ -334,10 +340,9 @@ def _resolve_binary(comp: Component) -> str:
 
 @dataclass
 class Stack:
-    """URLs and ready clients of a running stack.
+    """The URLs of a running stack, and queries against its Prometheus.
 
-    >>> stack = ensure_running()                                   # doctest: +SKIP
-    >>> stack.query('up{job="prometheus"}')["value"].tolist()      # doctest: +SKIP
+    >>> stack.query('up{job="prometheus"}')["value"].tolist()
     [1.0]
     """
 
@@ -360,13 +365,6 @@ class Stack:
     def service_url(self) -> str:
         return self.config.url("service")
 
-    @cached_property
-    def prom(self):
-        """A prometheus-api-client ``PrometheusConnect`` for this stack."""
-        from course_lib import prom
-
-        return prom.client(self.prometheus_url)
-
     def query(self, promql: str, time: float | None = None):
         """Evaluate an instant query; return a DataFrame (labels, timestamp, value)."""
         from course_lib import prom
@@ -388,21 +386,12 @@ class Stack:
     ):
         """Poll ``promql`` until ``predicate(df)`` holds; return that DataFrame.
 
-        >>> stack.wait_for('up{job="pushgateway"} == 1')           # doctest: +SKIP
+        >>> stack.wait_for('up{job="pushgateway"} == 1')["value"].tolist()
+        [1.0]
         """
         from course_lib import prom
 
-        deadline = time.monotonic() + timeout
-        while True:
-            df = prom.query(self.prometheus_url, promql)
-            if predicate(df):
-                return df
-            if time.monotonic() >= deadline:
-                raise NotReadyError(
-                    f"{promql!r} did not reach the expected state within "
-                    f"{timeout:.0f}s; last result:\n{df.to_string()}"
-                )
-            time.sleep(interval)
+        return prom.wait_for(self.prometheus_url, promql, predicate, timeout, interval)
 
     def history_window(self):
         """Return where this stack's day of history lies (a ``backfill.HistoryWindow``).
@@ -435,7 +424,8 @@ class Stack:
         if self.config.external:
             raise StackError(f"{name} is external ({self.prometheus_url}); reload it yourself.")
         comp = component(name)
-        comp.prepare(self.config, _resolve_binary(comp))
+        if comp.prepare is not None:
+            comp.prepare(self.config, _resolve_binary(comp))
         record = supervisor.read_pid(comp.pid_file(self.config))
         proc = record.process() if record else None
         if proc is None:
@@ -488,7 +478,7 @@ def up(cfg: StackConfig | None = None, timeout: float = 60.0, progress: Progress
             port = comp.port(cfg)
             # A process that just died may hold its port for a moment.
             if not supervisor.poll(
-                lambda: supervisor.port_is_free(port),  # noqa: B023
+                functools.partial(supervisor.port_is_free, port),
                 timeout=2.0 if stale else 0.0,
             ):
                 raise supervisor.port_in_use_error(comp.name, port, port_env_var(comp.name))
@@ -589,42 +579,41 @@ def _wait_for_targets(
     from course_lib import prom
 
     pending = set(jobs)
-    deadline = time.monotonic() + timeout
-    while pending:
+
+    def scraped() -> bool:
         try:
             # timestamp() of a plain selector is the sample's own time; of an expression
             # such as `up == 1` it would be the evaluation time, which proves nothing.
             df = prom.query(cfg.url("prometheus"), "timestamp(up) and on (job, instance) up == 1")
         except prom.PromQLError:
-            df = None
-        if df is not None and "job" in df:
-            pending -= {
+            return False
+        if "job" in df:
+            pending.difference_update(
                 job
                 for job, ts in zip(df["job"], df["value"], strict=True)
                 if ts >= jobs.get(job, float("inf"))
-            }
-        if not pending:
-            break
-        if time.monotonic() >= deadline:
-            raise NotReadyError(
-                f"Prometheus has not scraped {', '.join(sorted(pending))} successfully within "
-                f"{timeout:.0f}s. Target errors: {_target_errors(cfg)}. "
-                f"See {cfg.url('prometheus')}/classic/targets and `python -m course_lib logs`."
             )
-        time.sleep(0.2)
+        return not pending
+
+    if not supervisor.poll(scraped, timeout, interval=0.2):
+        raise NotReadyError(
+            f"Prometheus has not scraped {', '.join(sorted(pending))} successfully within "
+            f"{timeout:.0f}s. Target errors: {_target_errors(cfg)}. "
+            f"See {cfg.url('prometheus')}/classic/targets and `python -m course_lib logs`."
+        )
     progress("first scrape done: every target reports up == 1")
 
 
 def _target_errors(cfg: StackConfig) -> str:
-    import requests
+    from course_lib import prom
 
     try:
-        targets = requests.get(f"{cfg.url('prometheus')}/api/v1/targets", timeout=2).json()
-    except (requests.RequestException, ValueError) as exc:
+        active = prom.targets(cfg.url("prometheus"))
+    except prom.PromQLError as exc:
         return f"(could not read targets: {exc})"
     errors = [
         f"{t['labels'].get('job')}: {t.get('lastError') or t.get('health')}"
-        for t in targets["data"]["activeTargets"]
+        for t in active
         if t.get("health") != "up"
     ]
     return "; ".join(errors) or "none reported yet"
@@ -747,26 +736,16 @@ def doctor(cfg: StackConfig | None = None) -> list[tuple[str, str]]:
     if cfg.external:
         findings.append(("ok", f"external mode: Prometheus at {cfg.url('prometheus')}"))
     findings.append(_history_finding(cfg))
-    tools = {
-        "prometheus": ("prometheus",),
-        "promtool": ("promtool",),
-        "alertmanager": ("prometheus-alertmanager", "alertmanager"),
-        "amtool": ("amtool",),
-        "pushgateway": ("prometheus-pushgateway", "pushgateway"),
-        "ffmpeg": ("ffmpeg",),
-        "ffprobe": ("ffprobe",),
-    }
-    for name, candidates in tools.items():
-        path = supervisor.find_binary(candidates)
+    for binary in supervisor.system_binaries():
+        if binary.needed_by != "course":
+            continue
+        name = min(binary.names, key=len)  # alertmanager, not prometheus-alertmanager
+        path = supervisor.find_binary(binary.names)
         if path:
             findings.append(("ok", f"{name}: {path} — {supervisor.binary_version(path)}"))
         else:
-            findings.append(
-                (
-                    "error",
-                    f"{name}: not found. Install: " + supervisor.install_command([candidates[0]]),
-                )
-            )
+            install = supervisor.install_command([binary.names[0]])
+            findings.append(("error", f"{name}: not found. Install: {install}"))
     for comp in _enabled(cfg):
         record = supervisor.read_pid(comp.pid_file(cfg))
         proc = record.process() if record else None
@@ -798,9 +777,9 @@ def doctor(cfg: StackConfig | None = None) -> list[tuple[str, str]]:
 def ensure_running(cfg: StackConfig | None = None, progress: Progress = print) -> Stack:
     """Return a ready Stack, starting (or reusing) the local one; safe to call on every re-run.
 
-    >>> stack = ensure_running()          # doctest: +SKIP
-    >>> stack.prometheus_url              # doctest: +SKIP
-    'http://127.0.0.1:9090'
+    >>> stack = ensure_running(progress=lambda message: None)
+    >>> stack.prometheus_url              # doctest: +ELLIPSIS
+    'http://127.0.0.1:...'
     """
     return up(cfg or StackConfig.from_env(), progress=progress)
 

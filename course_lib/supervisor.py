@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import socket
@@ -20,6 +21,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import psutil
 
@@ -48,19 +50,40 @@ class NotReadyError(StackError):
 
 # --- binaries -------------------------------------------------------------------------------
 
-# Debian package and Homebrew formula that provide each binary the course runs.
-PACKAGES: dict[str, tuple[str, str]] = {
-    "prometheus": ("prometheus", "prometheus"),
-    "promtool": ("prometheus", "prometheus"),
-    "prometheus-alertmanager": ("prometheus-alertmanager", "alertmanager"),
-    "alertmanager": ("prometheus-alertmanager", "alertmanager"),
-    "amtool": ("prometheus-alertmanager", "alertmanager"),
-    "prometheus-pushgateway": ("prometheus-pushgateway", "pushgateway"),
-    "pushgateway": ("prometheus-pushgateway", "pushgateway"),
-    "ffmpeg": ("ffmpeg", "ffmpeg"),
-    "ffprobe": ("ffmpeg", "ffmpeg"),
-    "redis-server": ("redis-server", "redis"),
-}
+#: The list of system binaries, shared with scripts/install-system-deps.sh.
+SYSTEM_PACKAGES_FILE = Path(__file__).with_name("system-packages.txt")
+
+
+@dataclass(frozen=True)
+class SystemBinary:
+    """One line of system-packages.txt: a binary and the packages that provide it."""
+
+    names: tuple[str, ...]  # alternative names on PATH, the usual one first
+    debian: str
+    homebrew: str
+    needed_by: str  # "course" (make lab / make test) or "bench"
+
+
+def system_binaries(path: Path = SYSTEM_PACKAGES_FILE) -> list[SystemBinary]:
+    """Read the binary -> package table.
+
+    >>> [b.debian for b in system_binaries() if "alertmanager" in b.names]
+    ['prometheus-alertmanager']
+    """
+    rows = []
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            names, debian, homebrew, needed_by = line.split()
+            rows.append(SystemBinary(tuple(names.split("|")), debian, homebrew, needed_by))
+    return rows
+
+
+def _packages(binary: str) -> tuple[str, str]:
+    """Return (Debian package, Homebrew formula) of ``binary``; its own name when not listed."""
+    for row in system_binaries():
+        if binary in row.names:
+            return row.debian, row.homebrew
+    return binary, binary
 
 
 def find_binary(candidates: Sequence[str]) -> str | None:
@@ -76,9 +99,9 @@ def install_command(binaries: Sequence[str], system: str | None = None) -> str:
     """Return the shell command that installs ``binaries`` on this OS."""
     system = system or platform.system()
     if system == "Darwin":
-        formulas = sorted({PACKAGES.get(b, (b, b))[1] for b in binaries})
+        formulas = sorted({_packages(b)[1] for b in binaries})
         return "brew install " + " ".join(formulas)
-    packages = sorted({PACKAGES.get(b, (b, b))[0] for b in binaries})
+    packages = sorted({_packages(b)[0] for b in binaries})
     sudo = "" if hasattr(os, "geteuid") and os.geteuid() == 0 else "sudo "
     return f"{sudo}apt-get update && {sudo}apt-get install -y --no-install-recommends " + " ".join(
         packages
@@ -126,6 +149,20 @@ def port_is_free(port: int, host: str = HOST) -> bool:
         except OSError:
             return False
     return True
+
+
+def free_port(host: str = HOST) -> int:
+    """Return a port nothing listens on, for a process a test or benchmark starts.
+
+    Picked below the ephemeral range, so no outgoing connection takes it meanwhile.
+
+    >>> port_is_free(free_port())
+    True
+    """
+    for port in random.Random().sample(range(21000, 29000), 200):
+        if port_is_free(port, host):
+            return port
+    raise PortInUseError(f"no free port between 21000 and 29000 on {host}")
 
 
 def port_holder(port: int) -> psutil.Process | None:
@@ -196,7 +233,8 @@ class PidRecord:
 
 def write_pid(path: Path, proc: subprocess.Popen) -> PidRecord:
     """Record a freshly started process."""
-    record = PidRecord(proc.pid, psutil.Process(proc.pid).create_time(), list(proc.args))
+    argv = list(cast(list[str], proc.args))  # start_process passes argv as a list of strings
+    record = PidRecord(proc.pid, psutil.Process(proc.pid).create_time(), argv)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record.__dict__))
     return record

@@ -4,27 +4,16 @@
 # Anything else: name each missing binary and how to get it, then fail.
 set -euo pipefail
 
-# binary -> Debian package ; alternatives separated by '|' (Homebrew names differ)
-declare -A DEBIAN_PACKAGE=(
-  [prometheus]=prometheus
-  [promtool]=prometheus
-  [prometheus-alertmanager|alertmanager]=prometheus-alertmanager
-  [amtool]=prometheus-alertmanager
-  [prometheus-pushgateway|pushgateway]=prometheus-pushgateway
-  [ffmpeg]=ffmpeg
-  [ffprobe]=ffmpeg
-  [redis-server]=redis-server
-  [docker-compose]=docker-compose
-  # A real browser opens the rendered dashboard page in the tests (Playwright drives it).
-  [chromium|chromium-browser]=chromium
-)
-declare -A BREW_PACKAGE=(
-  [prometheus]=prometheus [promtool]=prometheus
-  [prometheus-alertmanager|alertmanager]=alertmanager [amtool]=alertmanager
-  [prometheus-pushgateway|pushgateway]=pushgateway
-  [ffmpeg]=ffmpeg [ffprobe]=ffmpeg [redis-server]=redis
-  [docker-compose]=docker-compose [chromium|chromium-browser]=chromium
-)
+# binary -> Debian package / Homebrew formula: one list, shared with course_lib.supervisor.
+# `--bench` adds the external load tools the benchmarks drive.
+LIST="$(dirname "$0")/../course_lib/system-packages.txt"
+declare -A DEBIAN_PACKAGE=() BREW_PACKAGE=()
+while read -r bin debian brew needed_by; do
+  case "$bin" in ''|'#'*) continue ;; esac
+  if [ "$needed_by" = course ] || { [ "$needed_by" = bench ] && [ "${1:-}" = "--bench" ]; }; then
+    DEBIAN_PACKAGE[$bin]=$debian; BREW_PACKAGE[$bin]=$brew
+  fi
+done <"$LIST"
 
 have() {  # have "a|b" -> true when any alternative is on PATH
   local alt
@@ -32,12 +21,6 @@ have() {  # have "a|b" -> true when any alternative is on PATH
   for alt in "${alts[@]}"; do command -v "$alt" >/dev/null 2>&1 && return 0; done
   return 1
 }
-
-# `--bench` adds the external load tools the benchmarks drive.
-if [ "${1:-}" = "--bench" ]; then
-  DEBIAN_PACKAGE[wrk]=wrk; DEBIAN_PACKAGE[hey]=hey
-  BREW_PACKAGE[wrk]=wrk; BREW_PACKAGE[hey]=hey
-fi
 
 missing=()
 for bin in "${!DEBIAN_PACKAGE[@]}"; do have "$bin" || missing+=("$bin"); done

@@ -99,12 +99,14 @@ def test_the_healthy_day_fires_nothing():
     assert firing["exp_samples"] == []
 
 
+@pytest.mark.process
 def test_rule_unit_tests_pass_with_promtool():
     for path in sorted(RULE_TESTS_DIR.glob("*.yml")):
         result = run_rule_tests(path)
         assert result.ok, result.output
 
 
+@pytest.mark.process
 def test_the_seed_expressions_fail_the_cases_the_fixed_rules_pass():
     fixed = run_rule_tests(SEED_DIR / "seed_test.yml")
     assert fixed.ok, fixed.output
@@ -215,6 +217,7 @@ def _error_rule(expr: str, extra: str = "for: 5m\nlabels: {severity: critical}")
     return f"alert: HighErrorRate\nexpr: {expr}\n{extra}\n"
 
 
+@pytest.mark.process
 def test_error_rate_rule_accepts_other_correct_forms():
     assert get("05.error_rate_rule").check(solution("05.error_rate_rule")).ok
     for expr in (
@@ -264,6 +267,7 @@ def test_error_rate_rule_rejects(expr, extra, expected):
 BUCKETS = 'vrewcraft_http_request_duration_seconds_bucket{route=~"/api/.*"}'
 
 
+@pytest.mark.process
 def test_api_latency_rule_accepts_and_rejects():
     exercise = get("05.api_latency_rule")
     assert exercise.check(solution("05.api_latency_rule")).ok
@@ -280,6 +284,7 @@ def test_api_latency_rule_accepts_and_rejects():
     assert "1000× too big" in _fails("05.api_latency_rule", good.replace("> 0.2", "> 200"))
 
 
+@pytest.mark.process
 def test_cache_ratio_rule_accepts_and_rejects():
     exercise = get("05.cache_ratio_rule")
     assert exercise.check(solution("05.cache_ratio_rule")).ok
@@ -309,6 +314,7 @@ WARNING = "- matchers: ['severity=\"warning\"']\n  receiver: team-email"
 INFO = "- matchers: ['severity=\"info\"']\n  receiver: info-digest"
 
 
+@pytest.mark.process
 def test_video_team_route_accepts_other_correct_trees():
     exercise = get("05.video_team_route")
     assert exercise.check(solution("05.video_team_route")).ok
@@ -333,5 +339,6 @@ def test_video_team_route_accepts_other_correct_trees():
         (42, "YAML string"),
     ],
 )
+@pytest.mark.process
 def test_video_team_route_rejects(answer, expected):
     assert expected in _fails("05.video_team_route", answer)

@@ -53,6 +53,7 @@ def test_missing_promtool_says_how_to_install_it(tmp_path, monkeypatch):
     assert not (tmp_path / "state" / "history.json").exists()
 
 
+@pytest.mark.process
 def test_failing_promtool_shows_its_words_and_the_way_out(tmp_path, monkeypatch):
     fake = tmp_path / "bin" / "promtool"
     fake.parent.mkdir()
@@ -109,6 +110,7 @@ def test_damaged_record_says_what_to_delete(tmp_path):
         backfill.window(cfg)
 
 
+@pytest.mark.process
 def test_fresh_tsdb_gets_the_day_before_start_and_only_once(tmp_path):
     cfg = _cfg(tmp_path)
     lines = []
@@ -337,7 +339,8 @@ def test_history_survives_restarts_and_a_crash_and_is_replaced_when_aged_out(tmp
     try:
         stack = stack_mod.up(cfg)
         day = stack.history_window()
-        time.sleep(6)  # a few live scrapes (the lab scrapes every 2 s)
+        # A few live scrapes (the lab scrapes every 2 s) before the crash.
+        stack.wait_for('count_over_time(up{job="prometheus"}[10m]) >= 2', timeout=30)
         crash_at = time.time()
         live = prom.query(url, 'count_over_time(up{job="prometheus"}[10m])', time=crash_at)
         live_before = float(live["value"].iloc[0])
@@ -367,6 +370,7 @@ def test_history_survives_restarts_and_a_crash_and_is_replaced_when_aged_out(tmp
         stack_mod.down(cfg)
 
 
+@pytest.mark.process
 def test_doctor_says_where_the_day_is_and_when_it_is_outdated(tmp_path):
     cfg = _cfg(tmp_path)
     assert ("ok", "day of history: not written yet; `up` writes it") in stack_mod.doctor(cfg)

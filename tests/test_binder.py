@@ -12,14 +12,13 @@ import pytest
 from course_lib.config import repo_root
 
 BINDER = repo_root() / "binder"
-INSTALL_SCRIPT = repo_root() / "scripts" / "install-system-deps.sh"
 
 
 def _install_script_packages() -> set[str]:
-    """Debian packages of the install script's DEBIAN_PACKAGE table (without --bench extras)."""
-    from course_lib.lab import system_packages
+    """Debian packages the install script installs: the course's lines of the one list."""
+    from course_lib.supervisor import system_binaries
 
-    return set(system_packages(INSTALL_SCRIPT).values())
+    return {b.debian for b in system_binaries() if b.needed_by == "course"}
 
 
 def _apt_txt() -> set[str]:

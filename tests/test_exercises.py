@@ -8,16 +8,15 @@ alert rules go through the real promtool.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-import requests
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary
 
+from course_lib import prom as prom_api
 from course_lib.exercises import (
     BLANK,
     AlertRule,
@@ -34,25 +33,10 @@ from course_lib.exercises import (
     register,
     solution,
 )
-from course_lib.supervisor import stop_child
+from course_lib.supervisor import free_port, http_ok, poll, stop_child
 
 BUCKET = "prometheus_http_request_duration_seconds_bucket"
 APPENDED = "prometheus_tsdb_head_samples_appended_total"
-
-
-def _free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _get(url: str, **params) -> requests.Response | None:
-    """GET ``url``; return None while the server is not up yet."""
-    try:
-        return requests.get(url, params=params, timeout=1)
-    except requests.RequestException:
-        return None
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +45,7 @@ def prom(tmp_path_factory):
     # A missing binary fails (never skips): `make test` installs it.
     assert shutil.which("prometheus"), "prometheus binary missing: run `make test` to install it"
     tmp = tmp_path_factory.mktemp("prometheus")
-    port, dead_port = _free_port(), _free_port()
+    port, dead_port = free_port(), free_port()
     (tmp / "prometheus.yml").write_text(f"""
 global: {{scrape_interval: 1s, evaluation_interval: 1s}}
 scrape_configs:
@@ -92,18 +76,16 @@ scrape_configs:
 
 def _wait_for_data(url: str, proc: subprocess.Popen, log_path) -> None:
     """Poll until Prometheus is ready and has 3+ self-scrapes (enough for rate over [1m])."""
-    deadline = time.monotonic() + 40
     query = 'count_over_time(up{job="prometheus"}[1m]) >= 3 and on() count(up) == 2'
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"prometheus exited early:\n{log_path.read_text()[-2000:]}")
-        ready = _get(f"{url}/-/ready")
-        if ready is not None and ready.ok:
-            resp = _get(f"{url}/api/v1/query", query=query)
-            if resp is not None and resp.ok and resp.json()["data"]["result"]:
-                return
-        time.sleep(0.2)
-    pytest.fail(f"prometheus had no data after 40 s:\n{log_path.read_text()[-2000:]}")
+
+    def has_data() -> bool:
+        # /-/ready first: its requests are also the data of the raw-counter test below.
+        return http_ok(f"{url}/-/ready") and not prom_api.query(url, query).empty
+
+    if poll(has_data, timeout=40, interval=0.2, alive=lambda: proc.poll() is None):
+        return
+    state = "exited early" if proc.poll() is not None else "had no data after 40 s"
+    pytest.fail(f"prometheus {state}:\n{log_path.read_text()[-2000:]}")
 
 
 def _fails(exercise, answer, stack=None) -> str:
@@ -147,6 +129,7 @@ def test_result_renders_as_a_check_mark():
     assert result._repr_markdown_() == "✅ **01.x** — right"
 
 
+@pytest.mark.process
 def test_example_catalog_solutions_pass(prom):
     for exercise_id in ("01.up_query", "01.scrape_rate", "02.thumbnail_histogram"):
         result = check(exercise_id, solution(exercise_id, prom), prom)
@@ -154,6 +137,7 @@ def test_example_catalog_solutions_pass(prom):
         assert result.message.startswith("right")
 
 
+@pytest.mark.process
 def test_stack_may_be_a_url_or_come_from_the_environment(prom, monkeypatch):
     assert check("01.up_query", 'up{job="prometheus"}', prom.prometheus_url).ok
     monkeypatch.setenv("COURSE_PROMETHEUS_URL", prom.prometheus_url)
@@ -163,12 +147,14 @@ def test_stack_may_be_a_url_or_come_from_the_environment(prom, monkeypatch):
 # --- (a) PromQL ---------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_promql_rejects_too_many_series(prom):
     message = _fails(get("01.up_query"), "up", prom)
     assert "01.up_query" in message
     assert "returns 2 series, the expected one returns 1" in message
 
 
+@pytest.mark.process
 def test_promql_feedback_names_the_node_that_departs(prom):
     message = _fails(get("01.up_query"), "up", prom)
     assert "Where it goes wrong: your `up` returns 2 series instead of 1." in message
@@ -182,21 +168,25 @@ def test_promql_feedback_names_the_node_that_departs(prom):
     assert "the reference then applies `rate(" in message and "returns an instant vector" in message
 
 
+@pytest.mark.process
 def test_promql_rejects_an_empty_result(prom):
     message = _fails(get("01.up_query"), 'up{job="prometheus"} == 0', prom)
     assert "returns 0 series" in message and "label matchers" in message
 
 
+@pytest.mark.process
 def test_promql_rejects_the_wrong_series(prom):
     message = _fails(get("01.up_query"), 'up{job="down"}', prom)
     assert 'job="prometheus"' in message and "not in your result" in message
 
 
+@pytest.mark.process
 def test_promql_rejects_different_values(prom):
     message = _fails(get("01.up_query"), 'up{job="prometheus"} * 2', prom)
     assert "values differ" in message and "you got 2, expected 1" in message
 
 
+@pytest.mark.process
 def test_promql_accepts_equivalent_queries(prom):
     exercise = get("01.scrape_rate")
     for answer in (
@@ -207,21 +197,25 @@ def test_promql_accepts_equivalent_queries(prom):
         assert exercise.check(answer, prom).ok, answer
 
 
+@pytest.mark.process
 def test_promql_bare_counter_gets_the_counter_hint(prom):
     message = _fails(get("01.scrape_rate"), f'{APPENDED}{{type="float"}}', prom)
     assert "is a counter" in message and "rate(" in message
 
 
+@pytest.mark.process
 def test_promql_increase_instead_of_rate_gets_the_factor_hint(prom):
     message = _fails(get("01.scrape_rate"), f'increase({APPENDED}{{type="float"}}[1m])', prom)
     assert "60× too big" in message
 
 
+@pytest.mark.process
 def test_promql_match_on_rejects_duplicate_series(prom):
     message = _fails(get("01.scrape_rate"), f"rate({APPENDED}[1m])", prom)
     assert "several of your series share" in message
 
 
+@pytest.mark.process
 def test_promql_short_window_uses_the_stacks_scrape_interval(prom):
     # The test Prometheus scrapes every 1s, so [2s] is too short and [4s] is not.
     message = _fails(get("01.scrape_rate"), f'rate({APPENDED}{{type="float"}}[2s])', prom)
@@ -235,6 +229,7 @@ QUANTILE = PromQL(
 )
 
 
+@pytest.mark.process
 def test_promql_quantile_exercise(prom):
     assert QUANTILE.check(f"histogram_quantile(0.9, sum by (le) (rate({BUCKET}[1m])))", prom).ok
     assert QUANTILE.check(f"histogram_quantile(0.90, sum(rate({BUCKET}[1m])) by (le))", prom).ok
@@ -246,6 +241,7 @@ def test_promql_quantile_exercise(prom):
     assert "values differ" in message and "Aggregate the buckets first." in message
 
 
+@pytest.mark.process
 def test_promql_require_labels(prom):
     exercise = PromQL(
         "t.by_handler",
@@ -259,6 +255,7 @@ def test_promql_require_labels(prom):
     assert "code" in message and "instance" in message
 
 
+@pytest.mark.process
 def test_promql_range_vector_syntax_error_and_rejected_query(prom):
     exercise = get("01.up_query")
     assert "range vector" in _fails(exercise, 'up{job="prometheus"}[1m]', prom)
@@ -268,6 +265,7 @@ def test_promql_range_vector_syntax_error_and_rejected_query(prom):
     assert "write the query as a string" in _fails(exercise, 1, prom)
 
 
+@pytest.mark.process
 def test_promql_hint_fails_even_when_numbers_match(prom):
     answer = "vector(1) or on() rate(go_goroutines[1m])"
     strict = PromQL("t.strict", "vector(1)")
@@ -275,11 +273,13 @@ def test_promql_hint_fails_even_when_numbers_match(prom):
     assert PromQL("t.lenient", "vector(1)", hints_fail=False).check(answer, prom).ok
 
 
+@pytest.mark.process
 def test_promql_hint_the_reference_shares_is_no_mistake(prom):
     exercise = PromQL("t.raw_counter", 'prometheus_http_requests_total{handler="/-/ready"}')
     assert exercise.check('prometheus_http_requests_total{handler="/-/ready"}', prom).ok
 
 
+@pytest.mark.process
 def test_promql_fixed_evaluation_time(prom):
     at = time.time() - 2
     exercise = PromQL("t.at", "time()", at=at, rel_tol=0, abs_tol=1e-3)
@@ -287,11 +287,12 @@ def test_promql_fixed_evaluation_time(prom):
     assert "values differ" in _fails(exercise, f"vector({at + 1!r})", prom)
 
 
+@pytest.mark.process
 def test_promql_setup_problems_are_not_the_learners_fault(prom):
     with pytest.raises(ExerciseSetupError, match="no data"):
         PromQL("t.empty", 'up{job="nope"}').check("up", prom)
     with pytest.raises(ExerciseSetupError, match="not reachable"):
-        get("01.up_query").check("up", f"http://127.0.0.1:{_free_port()}")
+        get("01.up_query").check("up", f"http://127.0.0.1:{free_port()}")
 
 
 # --- (b) metric definitions ---------------------------------------------------------------------
@@ -382,6 +383,7 @@ def test_metric_counter_labels_and_total_suffix():
 # --- (c) numbers ----------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_number_against_a_reference_query(prom):
     exercise = Number("t.targets", query="count(up)", rel_tol=0)
     assert solution_of(exercise, prom) == 2
@@ -406,6 +408,7 @@ def test_number_tolerance_and_factor_hints():
     assert "60× too small" in _fails(Number("t.rps", value=6.0), 0.1)
 
 
+@pytest.mark.process
 def test_number_reference_must_be_one_value(prom):
     with pytest.raises(ExerciseSetupError, match="returns 2 values"):
         Number("t.bad", query="up").check(1, prom)
@@ -433,6 +436,7 @@ def _rule(expr=f"{P99} > 0.2", name="HighAPILatency", extra="for: 5m\nlabels: {s
     return f"alert: {name}\nexpr: {expr}\n{extra}\n"
 
 
+@pytest.mark.process
 def test_alert_rule_accepts_the_right_rule_in_any_wrapping():
     assert HIGH_LATENCY.check(HIGH_LATENCY.solution).ok
     assert HIGH_LATENCY.check(_rule(extra="for: 300s\nlabels: {severity: warning}")).ok
@@ -465,7 +469,7 @@ def test_alert_rule_accepts_the_right_rule_in_any_wrapping():
         (_rule(extra="for: 1m\nlabels: {severity: warning}"), "for: 1m"),
         (_rule(extra="for: 5m"), "add labels: {severity: warning}"),
         (_rule(extra="for: 5m\nlabels: {severity: critical}"), "label severity is 'critical'"),
-        # the seed's erratum 1, and irate in an alert
+        # the seed's un-aggregated quantile, and irate in an alert
         (
             _rule(
                 expr="histogram_quantile(0.99, "
@@ -477,6 +481,7 @@ def test_alert_rule_accepts_the_right_rule_in_any_wrapping():
         (42, "YAML string"),
     ],
 )
+@pytest.mark.process
 def test_alert_rule_rejects(answer, expected):
     assert expected in _fails(HIGH_LATENCY, answer)
 
@@ -500,6 +505,7 @@ tests:
 )
 
 
+@pytest.mark.process
 def test_alert_rule_unit_tests_run_in_promtool():
     assert "passes the rule tests" in TARGET_DOWN.check(TARGET_DOWN.solution).message
     assert "does not fire as expected" in _fails(
@@ -513,6 +519,7 @@ def test_alert_rule_unit_tests_run_in_promtool():
 # --- (e) free-form ------------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_predicate(prom):
     exercise = Predicate(
         "t.pull",

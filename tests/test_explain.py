@@ -12,21 +12,19 @@ import html
 import itertools
 import math
 import shutil
-import socket
 import subprocess
 import time
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import requests
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 
-from course_lib import history, lesson
+from course_lib import history, lesson, prom
 from course_lib.exercises import ExerciseFailed, get
 from course_lib.explain import divergence, explain
-from course_lib.supervisor import stop_child
+from course_lib.supervisor import free_port, poll, stop_child
 
 METHODS = ("GET", "POST")
 ROUTES = ("/api/upload", "/api/videos", "/api/thumbnails")
@@ -90,12 +88,6 @@ class SyntheticCollector:
         yield from (requests_total, duration, thumbnails, jobs)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     """Serve SyntheticCollector, scrape it every 1 s with a real Prometheus; yield a stack-like."""
@@ -103,7 +95,7 @@ def synthetic(tmp_path_factory):
     registry = CollectorRegistry()
     collector = SyntheticCollector()
     registry.register(collector)
-    exporter_port, port = _free_port(), _free_port()
+    exporter_port, port = free_port(), free_port()
     server, _thread = start_http_server(exporter_port, addr="127.0.0.1", registry=registry)
     tmp = tmp_path_factory.mktemp("explain-prometheus")
     (tmp / "prometheus.yml").write_text(f"""
@@ -136,17 +128,17 @@ scrape_configs:
 
 def _wait_for(url: str, query: str, proc, tmp, timeout: float = 40) -> float:
     """Poll until ``query`` returns a series; return the time it did."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"prometheus exited:\n{(tmp / 'prometheus.log').read_text()[-2000:]}")
+
+    def has_result() -> bool:
         try:
-            body = requests.get(f"{url}/api/v1/query", params={"query": query}, timeout=1).json()
-        except requests.RequestException:
-            body = {}
-        if body.get("data", {}).get("result"):
-            return time.time()
-        time.sleep(0.2)
+            return not prom.query(url, query).empty
+        except prom.PrometheusUnreachable:
+            return False
+
+    if poll(has_result, timeout, interval=0.2, alive=lambda: proc.poll() is None):
+        return time.time()
+    if proc.poll() is not None:
+        pytest.fail(f"prometheus exited:\n{(tmp / 'prometheus.log').read_text()[-2000:]}")
     pytest.fail(f"{query!r} returned nothing within {timeout:.0f}s")
 
 
@@ -156,6 +148,7 @@ UNAGGREGATED_P99 = f"histogram_quantile(0.99, rate({BUCKET}[5m]))"
 P99 = f"histogram_quantile(0.99, sum by (le) (rate({BUCKET}[5m])))"
 
 
+@pytest.mark.process
 def test_unaggregated_quantile_shows_one_quantile_per_series(synthetic):
     tree = explain(synthetic, UNAGGREGATED_P99)
     assert [n.expr for n in tree.nodes] == [
@@ -185,6 +178,7 @@ def test_unaggregated_quantile_shows_one_quantile_per_series(synthetic):
     assert "per-second increase of each counter over [5m], resets handled" in rate.explanation
 
 
+@pytest.mark.process
 def test_sum_by_le_collapses_the_buckets_to_one_quantile(synthetic):
     tree = explain(synthetic, P99)
     sum_node = tree.node(f"sum by (le) (rate({BUCKET}[5m]))")
@@ -196,6 +190,7 @@ def test_sum_by_le_collapses_the_buckets_to_one_quantile(synthetic):
     assert not any(n.warnings or n.error for n in tree.nodes)
 
 
+@pytest.mark.process
 def test_ratio_without_sum_shows_the_label_mismatch_on_the_division(synthetic):
     query = f'rate({REQUESTS}{{status_code="500"}}[5m]) / sum(rate({REQUESTS}[5m]))'
     tree = explain(synthetic, query)
@@ -218,6 +213,7 @@ def test_ratio_without_sum_shows_the_label_mismatch_on_the_division(synthetic):
     assert "1 left, 1 right, 1 matched → 1" in fixed.root.explanation
 
 
+@pytest.mark.process
 def test_rate_of_a_sum_shows_the_reset(synthetic):
     url, proc, tmp = synthetic.prometheus_url, synthetic.proc, synthetic.tmp
     # rate() divides by the whole window: let the series get older than [10s] first.
@@ -243,6 +239,7 @@ def test_rate_of_a_sum_shows_the_reset(synthetic):
     assert wrong.root.values[0][1] > 1.5 * true_rate
 
 
+@pytest.mark.process
 def test_a_failing_node_shows_prometheus_error_on_that_node(synthetic):
     tree = explain(synthetic, "explain_jobs_total / on() explain_jobs_total")
     assert "many-to-many matching not allowed" in tree.root.error
@@ -251,6 +248,7 @@ def test_a_failing_node_shows_prometheus_error_on_that_node(synthetic):
     assert "⚠" in str(tree) and "many-to-many" in tree._repr_html_()
 
 
+@pytest.mark.process
 def test_empty_selector_says_nothing_matches(synthetic):
     tree = explain(synthetic, 'sum(rate(explain_jobs_total{worker="z"}[1m]))')
     assert [n.series for n in tree.nodes] == [0, 0, 0]
@@ -259,6 +257,7 @@ def test_empty_selector_says_nothing_matches(synthetic):
     assert 'with worker="z": 0 series (nothing matches' in bare.root.explanation
 
 
+@pytest.mark.process
 def test_rendering_text_and_static_html(synthetic):
     tree = explain(synthetic, P99)
     text = str(tree)
@@ -294,6 +293,7 @@ def _export_html(tree) -> str:
     return body
 
 
+@pytest.mark.process
 def test_lesson_explain_and_node_lookup(synthetic):
     tree = lesson.explain(synthetic, f"sum by(le)(rate({BUCKET}[5m]))")
     assert tree.node(f"rate({BUCKET}[5m])").series == 108
@@ -301,6 +301,7 @@ def test_lesson_explain_and_node_lookup(synthetic):
         tree.node("rate(nothing[5m])")
 
 
+@pytest.mark.process
 def test_bad_input_says_what_to_do(synthetic):
     with pytest.raises(ValueError, match="PromQL syntax error"):
         explain(synthetic, "rate(sum(explain_jobs_total))")
@@ -310,6 +311,7 @@ def test_bad_input_says_what_to_do(synthetic):
         explain(object(), "up")
 
 
+@pytest.mark.process
 def test_speed_of_a_ten_node_query(synthetic):
     query = (
         f'sum by (route) (rate({REQUESTS}{{status_code="500"}}[1m])) '
@@ -327,6 +329,7 @@ def test_speed_of_a_ten_node_query(synthetic):
 # --- divergence: the exercise feedback -----------------------------------------------------
 
 
+@pytest.mark.process
 def test_divergence_names_the_first_node_that_departs(synthetic):
     rate = f"rate({REQUESTS}[1m])"
     note = divergence(synthetic, f"sum({rate})", f"sum by (route) ({rate})")
@@ -342,6 +345,7 @@ def test_divergence_names_the_first_node_that_departs(synthetic):
     assert divergence(synthetic, f"sum by(route)({rate})", f"sum by (route) ({rate})") is None
 
 
+@pytest.mark.process
 def test_divergence_when_the_answer_lacks_a_step(synthetic):
     rate = f"rate({REQUESTS}[1m])"
     note = divergence(synthetic, rate, f"sum by (route) ({rate})")
@@ -349,6 +353,7 @@ def test_divergence_when_the_answer_lacks_a_step(synthetic):
     assert "the reference then applies `sum by (route)" in note and "12 series instead of 3" in note
 
 
+@pytest.mark.process
 def test_requests_by_route_feedback_names_the_node(synthetic):
     exercise = get("02.requests_by_route")
     assert exercise.check(exercise.solution, synthetic).ok
@@ -360,6 +365,7 @@ def test_requests_by_route_feedback_names_the_node(synthetic):
     assert "keeps method, which the reference drops" in message
 
 
+@pytest.mark.process
 def test_cache_hit_ratio_feedback_names_the_division(synthetic):
     exercise = get("02.cache_hit_ratio")
     assert exercise.check(exercise.solution, synthetic).ok
@@ -398,6 +404,7 @@ def test_cache_hit_ratio_feedback_names_the_division(synthetic):
         "scalar(sum(explain_jobs_total))",
     ],
 )
+@pytest.mark.process
 def test_every_kind_of_node_gets_facts_and_an_explanation(synthetic, query):
     tree = explain(synthetic, query)
     for node in tree.nodes:
@@ -413,7 +420,7 @@ def test_unreachable_prometheus_says_so():
     from course_lib.prom import PrometheusUnreachable
 
     with pytest.raises(PrometheusUnreachable, match="not reachable"):
-        explain(f"http://127.0.0.1:{_free_port()}", "up")
+        explain(f"http://127.0.0.1:{free_port()}", "up")
 
 
 # --- the seed's mistakes on the day of history ------------------------------------------------

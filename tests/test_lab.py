@@ -229,18 +229,3 @@ def test_doctor_names_a_module_a_notebook_imports_but_the_machine_lacks(tmp_path
     errors = [t for level, t in lab.doctor(StackConfig.from_env(), tmp_path) if level == "error"]
     assert len(errors) == 1 and "nosuchmod" in errors[0] and "09_demo.ipynb" in errors[0], errors
     assert "make setup" in errors[0]
-
-
-def test_doctor_warns_about_a_missing_test_only_tool(tmp_path, monkeypatch):
-    from course_lib import supervisor
-    from course_lib.config import StackConfig
-
-    real = supervisor.find_binary
-    monkeypatch.setattr(
-        supervisor, "find_binary", lambda names: None if "chromium" in names else real(names)
-    )
-    monkeypatch.setenv("COURSE_STATE_DIR", str(tmp_path))
-    findings = lab.doctor(StackConfig.from_env())
-    warned = [t for level, t in findings if level == "warn" and "chromium" in t]
-    assert warned == ["chromium or chromium-browser (Debian chromium): needed by make test"]
-    assert not [t for level, t in findings if level == "error"]

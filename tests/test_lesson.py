@@ -58,6 +58,7 @@ def test_line_plot_refuses_empty_or_broken_data():
         lesson.line_plot(good, "missing label", color="method")
 
 
+@pytest.mark.ffmpeg
 def test_make_clip_writes_a_real_video(tmp_path):
     import subprocess
 

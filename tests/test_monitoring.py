@@ -27,6 +27,7 @@ def compose_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+@pytest.mark.process
 def test_promtool_accepts_the_prometheus_config():
     out = run("promtool", "check", "config", str(MONITORING / "prometheus" / "prometheus.yml"))
     assert out.returncode == 0, out.stdout + out.stderr
@@ -36,11 +37,13 @@ def test_promtool_accepts_the_prometheus_config():
 @pytest.mark.parametrize(
     "rule_file", sorted((MONITORING / "prometheus" / "rules").glob("*.yml")), ids=lambda p: p.name
 )
+@pytest.mark.process
 def test_promtool_accepts_each_rule_file(rule_file):
     out = run("promtool", "check", "rules", str(rule_file))
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+@pytest.mark.process
 def test_promtool_rule_unit_tests_pass():
     tests = sorted(str(p) for p in (MONITORING / "prometheus" / "tests").glob("*.yml"))
     assert tests
@@ -48,13 +51,14 @@ def test_promtool_rule_unit_tests_pass():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+@pytest.mark.process
 def test_amtool_accepts_the_alertmanager_config():
     out = run("amtool", "check-config", str(MONITORING / "alertmanager" / "alertmanager.yml"))
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_every_receiver_is_routed():
-    # Seed erratum 9: a receiver no route uses never gets a notification.
+    # The seed's mistake: a receiver no route uses never gets a notification.
     config = yaml.safe_load((MONITORING / "alertmanager" / "alertmanager.yml").read_text())
 
     def routed(route):
@@ -93,6 +97,7 @@ def test_compose_images_are_pinned_and_listen_on_loopback():
         assert all("=127.0.0.1:" in a or a.endswith("=") for a in listen), (name, listen)
 
 
+@pytest.mark.process
 def test_compose_file_is_valid():
     # Validates offline; no Docker engine needed. `make test` installs docker-compose.
     assert shutil.which("docker-compose"), "docker-compose missing: `make test` installs it"
@@ -101,12 +106,14 @@ def test_compose_file_is_valid():
     assert out.returncode == 0, out.stdout + out.stderr
 
 
+@pytest.mark.process
 def test_compose_refuses_grafana_without_an_admin_password():
     out = run("docker-compose", "-f", "docker-compose.yml", "config", "-q", env=compose_env())
     assert out.returncode != 0
     assert "set GRAFANA_ADMIN_PASSWORD" in out.stderr
 
 
+@pytest.mark.process
 def test_compose_grafana_is_locked_down_and_provisioned_read_only():
     env = compose_env(GRAFANA_ADMIN_PASSWORD="a-test-only-password")
     out = run("docker-compose", "-f", "docker-compose.yml", "config", env=env)

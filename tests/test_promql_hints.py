@@ -12,7 +12,7 @@ SUM = "vrewcraft_http_request_duration_seconds_sum"
 COUNT = "vrewcraft_http_request_duration_seconds_count"
 
 WRONG = [
-    # erratum 1: one quantile per series instead of the service's p99
+    # the seed's form: one quantile per series instead of the service's p99
     (f"histogram_quantile(0.99, rate({B}[5m]))", "quantile-not-aggregated"),
     (f"histogram_quantile(0.99, sum(rate({B}[5m])))", "quantile-drops-le"),
     (f"histogram_quantile(0.99, sum by (route) (rate({B}[5m])))", "quantile-drops-le"),

@@ -13,10 +13,15 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from course_lib.lesson import sample_value as value
 from course_lib.service.app import make_app
 from course_lib.service.media import make_clip
 from course_lib.service.middleware import UNMATCHED_ROUTE
 from course_lib.service.testing import seeded_settings
+from course_lib.supervisor import poll
+
+# Every test here renders or decodes real video with ffmpeg.
+pytestmark = pytest.mark.ffmpeg
 
 THUMB_ROUTE = "/api/videos/{video_id}/thumbnail"
 
@@ -29,11 +34,6 @@ def service(tmp_path_factory):
     app = make_app(registry=registry, settings=seeded_settings(data_dir))
     with TestClient(app) as client:
         yield client, registry, data_dir
-
-
-def value(registry, name, **labels):
-    """Return a sample value, 0 when the series doesn't exist yet."""
-    return registry.get_sample_value(name, labels) or 0.0
 
 
 def test_healthz_and_sample_videos(service):
@@ -178,9 +178,7 @@ def test_trim_job_streams_real_progress_over_websocket(service):
     assert progress == sorted(progress)
     assert progress[-1] == 1.0
     assert any(0 < p < 1 for p in progress), "no intermediate progress from ffmpeg"
-    deadline = time.monotonic() + 2
-    while value(registry, "vrewcraft_websocket_connections") and time.monotonic() < deadline:
-        time.sleep(0.01)
+    poll(lambda: value(registry, "vrewcraft_websocket_connections") == 0, timeout=2, interval=0.01)
     assert value(registry, "vrewcraft_websocket_connections") == 0
 
     job = client.get(f"/api/jobs/{job_id}").json()

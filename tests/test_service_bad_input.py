@@ -1,4 +1,4 @@
-"""Issue 3's bad-input table: each case gets a clear JSON 4xx, is counted, leaves nothing."""
+"""Bad input to the service: each case gets a clear JSON 4xx, is counted, leaves nothing."""
 
 from __future__ import annotations
 
@@ -10,9 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
+from course_lib.lesson import sample_value as value
 from course_lib.service.app import make_app
 from course_lib.service.media import make_clip
 from course_lib.service.testing import corrupt_video, rendered_samples, seeded_settings
+
+# Every test here renders or decodes real video with ffmpeg.
+pytestmark = pytest.mark.ffmpeg
 
 LIMIT = 256 * 1024  # a small upload limit so the 413 tests are cheap
 
@@ -28,11 +32,6 @@ def service(tmp_path_factory):
     registry = CollectorRegistry()
     with TestClient(make_app(registry=registry, settings=settings)) as client:
         yield client, registry, data_dir
-
-
-def value(registry, name, **labels):
-    """Return a sample value, 0 when the series doesn't exist yet."""
-    return registry.get_sample_value(name, labels) or 0.0
 
 
 def files_under(path: Path) -> dict[str, tuple[int, float]]:

@@ -13,6 +13,9 @@ from course_lib.service.app import make_app
 from course_lib.service.cache import REDIS_PREFIX, LRUCache, RedisCache, make_cache
 from course_lib.service.testing import redis_server, seeded_settings
 
+# Real redis-server processes and an app whose samples ffmpeg renders.
+pytestmark = [pytest.mark.ffmpeg, pytest.mark.process]
+
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory):

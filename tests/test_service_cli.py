@@ -8,9 +8,13 @@ import sys
 import time
 
 import httpx
+import pytest
 
-from course_lib.service.testing import env_without_redis, free_port
-from course_lib.supervisor import stop_child
+from course_lib.service.testing import env_without_redis
+from course_lib.supervisor import free_port, http_ok, poll, stop_child
+
+# Starts the service's CLI as a process; it renders its samples with ffmpeg.
+pytestmark = [pytest.mark.ffmpeg, pytest.mark.process]
 
 
 def start(data_dir, port):
@@ -36,15 +40,14 @@ def start(data_dir, port):
 def wait_healthy(proc, url, timeout=20.0) -> float:
     """Wait for /healthz to answer 200; return seconds waited."""
     began = time.monotonic()
-    while time.monotonic() - began < timeout:
-        assert proc.poll() is None, proc.stdout.read().decode()
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return time.monotonic() - began
-        except httpx.TransportError:
-            pass
-        time.sleep(0.02)
-    raise AssertionError("service not healthy in time")
+
+    def alive() -> bool:
+        return proc.poll() is None
+
+    healthy = poll(lambda: http_ok(f"{url}/healthz"), timeout, interval=0.02, alive=alive)
+    assert alive(), proc.stdout.read().decode()
+    assert healthy, "service not healthy in time"
+    return time.monotonic() - began
 
 
 def stop(proc) -> int:

@@ -26,6 +26,7 @@ def rss_mb(registry) -> float:
     return registry.get_sample_value("vrewcraft_memory_usage_bytes", {"type": "rss"}) / 2**20
 
 
+@pytest.mark.ffmpeg
 def test_memory_fault_grows_resident_memory_and_clearing_frees_it(service):
     client, registry = service
     before = rss_mb(registry)
@@ -60,6 +61,7 @@ def test_memory_fault_refuses_more_than_half_the_available_memory(monkeypatch):
     assert FaultUpdate(memory_mb=400).memory_mb == 400
 
 
+@pytest.mark.ffmpeg
 def test_memory_fault_rejects_bad_input_with_a_clear_error(service):
     client, _ = service
     reply = client.post("/admin/faults", json={"memory_mb": 999999})
@@ -78,6 +80,7 @@ def test_ballast_shrinks_and_grows_in_chunks():
     assert ballast.held_mb == 0
 
 
+@pytest.mark.ffmpeg
 def test_cache_disabled_makes_every_lookup_a_miss_until_cleared(service):
     client, registry = service
 

@@ -14,6 +14,9 @@ from prometheus_client import CollectorRegistry
 from course_lib.service.app import make_app
 from course_lib.service.testing import seeded_settings, serve_in_thread
 
+# The app under test renders its samples with ffmpeg.
+pytestmark = pytest.mark.ffmpeg
+
 EXAMPLES_PER_OPERATION = 25
 
 

@@ -58,6 +58,7 @@ def test_an_idle_loop_shows_less_lag_than_a_busy_one():
     assert share_at_most(idle, "0.0025") > share_at_most(busy, "0.0025") + 0.25
 
 
+@pytest.mark.ffmpeg
 def test_the_service_exposes_loop_lag_while_it_runs(tmp_path):
     registry = CollectorRegistry()
     app = make_app(registry=registry, settings=seeded_settings(tmp_path))

@@ -13,6 +13,7 @@ import psutil
 import pytest
 from prometheus_client import CollectorRegistry
 
+from course_lib.lesson import sample_value as value
 from course_lib.service import media as media_module
 from course_lib.service.media import (
     BROKEN_MESSAGE,
@@ -22,6 +23,9 @@ from course_lib.service.media import (
 )
 from course_lib.service.metrics import VrewCraftMetrics
 from course_lib.service.testing import corrupt_video, rendered_samples
+
+# Every test here renders or decodes real video with ffmpeg.
+pytestmark = pytest.mark.ffmpeg
 
 WIDTH = 160  # the service's default thumbnail width; samples are 320x180 at 15 fps
 
@@ -84,11 +88,6 @@ def new_media(broken: bool = False, threads: int = 2) -> tuple[Media, CollectorR
         Media(VrewCraftMetrics(registry), broken=lambda: broken, thumbnail_threads=threads),
         registry,
     )
-
-
-def value(registry, name, **labels):
-    """Return a sample value, 0 when the series doesn't exist yet."""
-    return registry.get_sample_value(name, labels) or 0.0
 
 
 def test_thumbnail_is_a_complete_jpeg_of_the_configured_width(clip):

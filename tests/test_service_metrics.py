@@ -8,12 +8,13 @@ import psutil
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from course_lib.lesson import sample_value as value
 from course_lib.service.app import make_app, read_memory
 from course_lib.service.metrics import VrewCraftMetrics, register_default_collectors
 from course_lib.service.settings import Settings
 from course_lib.service.storage import SQLitePool
 
-# The catalog of COURSE.md: name -> (type, labels, buckets).
+# The service's metric catalog: name -> (type, labels, buckets).
 CATALOG = {
     "vrewcraft_http_requests_total": ("counter", {"method", "route", "status_code"}, None),
     "vrewcraft_video_uploads_total": ("counter", {"status"}, None),
@@ -112,16 +113,17 @@ def test_two_apps_in_one_process_never_collide(tmp_path):
 
 
 def test_ffmpeg_job_restores_the_gauge_on_every_path():
-    m = VrewCraftMetrics(CollectorRegistry())
+    registry = CollectorRegistry()
+    m = VrewCraftMetrics(registry)
     with m.ffmpeg_job("thumbnail"):
-        assert m.ffmpeg_jobs_active._value.get() == 1
+        assert value(registry, "vrewcraft_ffmpeg_jobs_active") == 1
     for exc in (RuntimeError("exit 1"), KeyboardInterrupt()):
         with pytest.raises(type(exc)), m.ffmpeg_job("trim"):
             raise exc
-    assert m.ffmpeg_jobs_active._value.get() == 0
-    assert m.ffmpeg_errors.labels("trim")._value.get() == 2
-    assert m.ffmpeg_errors.labels("thumbnail")._value.get() == 0
-    assert m.ffmpeg_duration.labels("trim")._sum.get() > 0
+    assert value(registry, "vrewcraft_ffmpeg_jobs_active") == 0
+    assert value(registry, "vrewcraft_ffmpeg_errors_total", operation="trim") == 2
+    assert value(registry, "vrewcraft_ffmpeg_errors_total", operation="thumbnail") == 0
+    assert value(registry, "vrewcraft_ffmpeg_duration_seconds_sum", operation="trim") > 0
 
 
 def test_memory_gauge_reads_the_real_process():

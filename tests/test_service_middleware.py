@@ -11,6 +11,7 @@ import asyncio
 import random
 import time
 
+import pytest
 from fastapi import FastAPI, Response
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
@@ -127,6 +128,7 @@ def drive(app: FastAPI, sequence: list[tuple[str, str]]) -> None:
             client.request(method, path)
 
 
+@pytest.mark.slow
 def test_cached_middleware_records_what_the_reference_records():
     sequence = random.Random(17).choices(REQUESTS, k=400)
     cached, reference = CollectorRegistry(), CollectorRegistry()

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from prometheus_client import CollectorRegistry
 
+from course_lib.lesson import sample_value as value
 from course_lib.service.cache import LRUCache
 from course_lib.service.media import FFmpegError, Media
 from course_lib.service.metrics import VrewCraftMetrics
 from course_lib.service.testing import rendered_samples
 from course_lib.service.thumbnails import ThumbnailService
 
-
-def value(registry, name, **labels):
-    """Return a sample value, 0 when the series doesn't exist yet."""
-    return registry.get_sample_value(name, labels) or 0.0
+# Every test here renders or decodes real video with ffmpeg.
+pytestmark = pytest.mark.ffmpeg
 
 
 def run_service(scenario, broken: bool = False):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import smtplib
@@ -19,16 +18,9 @@ import requests
 
 import course_lib.stack as stack_mod
 from course_lib import prom, sinks, supervisor
-from course_lib.config import DEFAULT_PORTS, StackConfig, repo_root
+from course_lib.config import DEFAULT_PORTS, StackConfig, port_env_var, repo_root
 from course_lib.stack import Component
-
-
-def free_port() -> int:
-    # Below the ephemeral range, so no outgoing connection can take the port meanwhile.
-    for port in random.Random().sample(range(21000, 29000), 200):
-        if supervisor.port_is_free(port):
-            return port
-    raise RuntimeError("no free port between 21000 and 29000")
+from course_lib.supervisor import free_port
 
 
 @pytest.fixture
@@ -49,6 +41,7 @@ def python_component(name: str, code: str, **kwargs) -> Component:
 # --- errors before anything starts --------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_invalid_prometheus_config_reports_promtool_message(scratch_cfg, tmp_path):
     monitoring = tmp_path / "monitoring"
     shutil.copytree(repo_root() / "monitoring", monitoring)
@@ -96,6 +89,7 @@ def test_missing_binaries_give_the_install_command(scratch_cfg, monkeypatch, tmp
 # --- components that misbehave ------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_component_not_ready_in_time_shows_its_log(scratch_cfg, monkeypatch):
     slow = python_component(
         "slowpoke",
@@ -113,6 +107,7 @@ def test_component_not_ready_in_time_shows_its_log(scratch_cfg, monkeypatch):
         stack_mod.down(scratch_cfg)
 
 
+@pytest.mark.process
 def test_component_that_exits_while_starting_shows_exit_code_and_log(scratch_cfg, monkeypatch):
     crasher = python_component(
         "crasher", "print('config is broken: no such thing'); raise SystemExit(3)"
@@ -124,6 +119,7 @@ def test_component_that_exits_while_starting_shows_exit_code_and_log(scratch_cfg
     assert "config is broken: no such thing" in str(err.value)
 
 
+@pytest.mark.process
 def test_dead_component_shows_in_status_and_up_restarts_it(scratch_cfg, monkeypatch):
     web = Component(
         name="web",
@@ -151,6 +147,7 @@ def test_dead_component_shows_in_status_and_up_restarts_it(scratch_cfg, monkeypa
     assert [r.state for r in stack_mod.status(scratch_cfg)] == ["stopped"]
 
 
+@pytest.mark.process
 def test_real_stack_cycle_leaves_no_process_behind(scratch_cfg, monkeypatch):
     monkeypatch.setattr(
         stack_mod,
@@ -293,11 +290,13 @@ def test_external_mode_with_nothing_there_says_what_to_do():
         stack_mod.up(cfg, timeout=1)
 
 
+@pytest.mark.process
 def test_cli_status_and_doctor_run(scratch_cfg, monkeypatch, capsys):
     from course_lib.__main__ import main
 
     monkeypatch.setenv("COURSE_STATE_DIR", str(scratch_cfg.state_dir))
-    monkeypatch.setenv("COURSE_PORT_OFFSET", "20000")
+    for name in DEFAULT_PORTS:  # free ports: a fixed offset may collide with another stack
+        monkeypatch.setenv(port_env_var(name), str(scratch_cfg.port(name)))
     assert main(["status"]) == 0
     out = capsys.readouterr().out
     assert "prometheus" in out and "stopped" in out
@@ -315,6 +314,7 @@ def test_cli_reports_errors_without_traceback(monkeypatch, capsys):
     assert "COURSE_PORT_OFFSET='lots' is not a whole number" in capsys.readouterr().err
 
 
+@pytest.mark.process
 def test_doctor_flags_a_port_held_by_another_program(scratch_cfg):
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", scratch_cfg.port("pushgateway")))
@@ -328,6 +328,7 @@ def test_python_components_run_on_this_interpreter():
     assert stack_mod._resolve_binary(stack_mod.component("smtp-sink")) == sys.executable
 
 
+@pytest.mark.process
 def test_dependent_component_starts_after_its_dependency_is_healthy(scratch_cfg, monkeypatch):
     # "web" needs a second to listen; "crasher" exits at once unless web already answers.
     slow_web = Component(

@@ -40,6 +40,7 @@ def test_port_in_use_names_port_holder_and_remedy():
     assert supervisor.port_is_free(port)
 
 
+@pytest.mark.process
 def test_stop_processes_kills_the_whole_group_quickly(tmp_path):
     # A parent that ignores SIGTERM and has a child: both must be gone afterwards.
     script = (
@@ -64,6 +65,7 @@ def test_stop_processes_kills_the_whole_group_quickly(tmp_path):
     )
 
 
+@pytest.mark.process
 def test_pid_record_detects_recycled_pid(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
@@ -93,10 +95,12 @@ def test_log_tail_and_poll(tmp_path):
     assert supervisor.poll(lambda: False, timeout=10, alive=lambda: False) is False
 
 
+@pytest.mark.process
 def test_binary_version_reads_stderr_or_stdout():
     assert "Python" in supervisor.binary_version(sys.executable)
 
 
+@pytest.mark.process
 def test_stop_child_terminates_or_kills_and_returns_the_exit_code():
     polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     assert supervisor.stop_child(polite, timeout=5) == -15

@@ -8,13 +8,13 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from course_lib.service.app import make_app
 from course_lib.service.testing import seeded_settings, serve_in_thread
+from course_lib.supervisor import poll
 from course_lib.traffic import (
     STANDARD_MIX,
     TrafficRunner,
@@ -23,6 +23,9 @@ from course_lib.traffic import (
     _hot_frames,
     run_traffic,
 )
+
+# Drives a real service whose samples (and the mix's uploads) ffmpeg renders.
+pytestmark = pytest.mark.ffmpeg
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +109,7 @@ def test_runs_inside_a_running_event_loop_like_jupyter(service):
 def test_background_runner_stops_on_request(service):
     url, _ = service
     runner = TrafficRunner(url, rate=20, duration=0, seed=5).start()
-    time.sleep(1.0)
+    assert poll(lambda: runner.summary.sent >= 10, timeout=10, interval=0.05)
     assert runner.running
     summary = runner.stop()
     assert not runner.running and summary.sent >= 10
@@ -133,7 +136,10 @@ def test_cli_runs_until_sigterm_and_prints_a_summary(service):
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.5)
+    # Two progress lines (one per 0.5 s of sending): the generator is well under way,
+    # however long the process took to start.
+    progress = [proc.stderr.readline() for _ in range(2)]
+    assert all(line.startswith("[traffic") for line in progress), progress
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from course_lib.lesson import sample_value
+
 from .core import register
 from .kinds import MetricDefinition, Predicate, PromQL
 
@@ -67,7 +69,7 @@ def _check_ffmpeg_job(answer: Any, _stack: Any) -> bool | str:
     reg = m.registry
 
     def value(name: str, **labels: str) -> float:
-        return reg.get_sample_value(name, labels) or 0.0
+        return sample_value(reg, name, **labels)
 
     seen_active: list[float] = []
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from . import _prometheus as prom
-from .core import ExerciseFailed, register
+from .core import ExerciseFailed, ExerciseSetupError, prometheus_url, register
 from .kinds import Predicate
 
 WINDOW_S = 180  # minutes of live data both panels are evaluated over
@@ -128,8 +128,8 @@ def _check_panel(
                 f"own unit, so the alert line is at {threshold:g}."
             )
         return f"add a threshold step at {threshold:g}, the alert threshold (got {got or 'none'})."
-    url = prom.prometheus_url(stack)
-    end = prom.eval_time(None)
+    url = prometheus_url(stack)
+    end = time.time()
     window = (end - WINDOW_S, end)
     mine = _evaluate(_board(panel), url, window)
     ref = _evaluate(_board(_as_dict(reference)), url, window)
@@ -163,7 +163,9 @@ class _PanelCheck(Predicate):
 
     def evaluate(self, answer: Any, stack: Any) -> str:
         """Check ``answer``; return the success message or raise ExerciseFailed."""
-        message = self.test(answer, stack)
+        if self.test is None:
+            raise ExerciseSetupError(f"{self.id}: no test= function defined.")
+        message = str(self.test(answer, stack))
         if message.startswith("right"):
             return message
         raise ExerciseFailed(message)

@@ -75,6 +75,17 @@ class StackLike(Protocol):
     prometheus_url: str
 
 
+def prometheus_url(stack: StackLike | str | None) -> str:
+    """Return the Prometheus base URL of ``stack`` (None: the COURSE_* environment's stack)."""
+    if isinstance(stack, str):
+        return stack.rstrip("/")
+    if stack is None:
+        from course_lib.config import StackConfig
+
+        return StackConfig.from_env().url("prometheus")
+    return str(stack.prometheus_url).rstrip("/")
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """A passed check: ``ok``, a ``message``, and a ✅ line in notebooks.
@@ -115,11 +126,11 @@ class Exercise:
     id: str
     nudge: str = field(default="", kw_only=True)
 
-    def evaluate(self, answer: Any, stack: StackLike | None) -> str:
+    def evaluate(self, answer: Any, stack: StackLike | str | None) -> str:
         """Return a success message, or raise ExerciseFailed with a hint."""
         raise NotImplementedError
 
-    def reference(self, stack: StackLike | None) -> Any:
+    def reference(self, stack: StackLike | str | None) -> Any:
         """Return the reference answer (what ``solution()`` hands out)."""
         raise NotImplementedError
 
@@ -156,7 +167,9 @@ def register(exercise: Exercise) -> Exercise:
     """Add ``exercise`` to the catalog and return it; ids must be unique.
 
     >>> from course_lib.exercises import PromQL
-    >>> _ = register(PromQL("99.demo", "vector(1)"))   # doctest: +SKIP
+    >>> register(PromQL("01.up_query", "up"))
+    Traceback (most recent call last):
+    ValueError: exercise id '01.up_query' is registered twice; pick a new id.
     """
     if exercise.id in REGISTRY:
         raise ValueError(f"exercise id {exercise.id!r} is registered twice; pick a new id.")
@@ -181,7 +194,7 @@ def check(exercise_id: str, answer: Any, stack: StackLike | str | None = None) -
     means the stack configured by the COURSE_* environment (``make lab``).
     Put the call last in the cell so the notebook shows the ✅ line.
 
-    >>> check("01.up_query", 'up{job="prometheus"}', stack)     # doctest: +SKIP
+    >>> check("01.up_query", 'up{job="prometheus"}', stack)
     ✅ 01.up_query: right — 1 series, values match the reference
 
     Each check of an answered exercise is recorded (``python -m course_lib progress``).

@@ -60,7 +60,9 @@ def _overlaps(panels: list[dict[str, Any]]) -> Iterator[str]:
     for panel in panels:
         pos = panel.get("gridPos") or {}
         x, y, w, h = (pos.get(k) for k in "xywh")
-        if not all(isinstance(v, int) for v in (x, y, w, h)) or w <= 0 or h <= 0:
+        if not (
+            isinstance(x, int) and isinstance(y, int) and isinstance(w, int) and isinstance(h, int)
+        ) or (w <= 0 or h <= 0):
             yield f"{_name(panel)} has no usable gridPos (x, y, w, h): give it one."
             continue
         if x < 0 or x + w > GRID_COLUMNS:

@@ -23,7 +23,7 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 def datasources(provisioning_dir: Path = PROVISIONING_DIR) -> list[dict[str, Any]]:
     """Return every data source declared in ``provisioning_dir/datasources/*.yml``."""
-    found = []
+    found: list[dict[str, Any]] = []
     for path in sorted((provisioning_dir / "datasources").glob("*.y*ml")):
         found.extend(yaml.safe_load(path.read_text()).get("datasources") or [])
     return found

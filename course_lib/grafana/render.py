@@ -433,7 +433,7 @@ def _draw_timeseries(canvas: _Canvas, n: int, r: PanelResult, box: _Box, px: flo
 
 def _draw_indicator(canvas: _Canvas, r: PanelResult, box: _Box, px: float) -> None:
     calc = _calc(r.panel)
-    shown = r.series[:4] or [None]
+    shown: list[Any] = list(r.series[:4]) or [None]
     width = (box.x1 - box.x0) / len(shown)
     for i, s in enumerate(shown):
         value = reduce(s.values, calc) if s is not None else math.nan
@@ -441,7 +441,7 @@ def _draw_indicator(canvas: _Canvas, r: PanelResult, box: _Box, px: float) -> No
         top = box.y1 - (34 if r.panel["type"] == "gauge" else 24) / px
         domain = dict(x=[box.x0 + i * width, box.x0 + (i + 1) * width], y=[box.y0 + 4 / px, top])
         color = threshold_color(r.panel, value)
-        trace = dict(
+        trace: dict[str, Any] = dict(
             type="indicator",
             mode="number",
             value=value * factor if math.isfinite(value) else None,

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         overrides["max_upload_bytes"] = int(args.max_upload_mb * 1024 * 1024)
     if args.no_http_metrics:
         overrides["instrument_http"] = False
-    settings = Settings.from_env(**overrides)
+    settings = Settings.from_env(None, **overrides)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -16,7 +16,7 @@ Both have the same async interface: ``get(key) -> bytes | None``, ``set(key, val
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Protocol
+from typing import Protocol, cast
 
 
 class CacheUnavailable(ConnectionError):
@@ -111,7 +111,8 @@ class RedisCache:
     async def get(self, key: str) -> bytes | None:
         """Return the value or None."""
         try:
-            return await self._redis.get(REDIS_PREFIX + key)
+            # The client is made without decode_responses, so values come back as bytes.
+            return cast(bytes | None, await self._redis.get(REDIS_PREFIX + key))
         except self._errors as exc:
             raise CacheUnavailable(f"redis: {exc}") from exc
 

@@ -4,9 +4,6 @@ A job lives in memory while it runs (progress changes many times a second) and i
 saved to SQLite when it is created and when it finishes, so ``GET /api/jobs/{id}``
 works after a restart too. Watchers wait on an ``asyncio.Condition`` and get every
 state change; nobody polls.
-
->>> Job.__name__
-'Job'
 """
 
 from __future__ import annotations
@@ -15,6 +12,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 
 from .media import FFmpegError, Media
@@ -88,9 +86,7 @@ class JobManager:
             if job.status in FINISHED:
                 return
             async with self._changed:
-                await self._changed.wait_for(
-                    lambda j=job, seen=last: (j.status, j.progress) != seen
-                )
+                await self._changed.wait_for(partial(_changed_since, job, last))
 
     async def _publish(self, job: Job, **changes: object) -> None:
         """Change a live job and wake its watchers."""
@@ -158,3 +154,8 @@ class JobManager:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _changed_since(job: Job, seen: tuple | None) -> bool:
+    """Return whether ``job``'s status or progress differs from ``seen``."""
+    return (job.status, job.progress) != seen

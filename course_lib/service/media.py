@@ -39,6 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import ffmpeg
@@ -530,10 +531,10 @@ def _niced(args: list[str]) -> list[str]:
     return [nice, "-n", "10", *args] if nice else args
 
 
-def _float(value: object) -> float | None:
+def _float(value: Any) -> float | None:
     """Return ``value`` as a finite float, or None."""
     try:
-        result = float(value)  # type: ignore[arg-type]
+        result = float(value)
     except (TypeError, ValueError):
         return None
     return result if result == result and result not in (float("inf"), float("-inf")) else None

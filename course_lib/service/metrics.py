@@ -7,9 +7,9 @@ and buckets are the catalog's, exactly. The differences from the seed are fixes:
   two apps (or a notebook re-running a cell) never collide with "Duplicated timeseries".
 * The default process/platform/GC collectors keep their standard, unprefixed names
   (``process_resident_memory_bytes``): the seed prefixed them with ``vrewcraft_`` and
-  then queried the unprefixed name in its dashboard (erratum 2).
+  then queried the unprefixed name in its dashboard, which found nothing.
 * One extra histogram, ``vrewcraft_thumbnail_miss_duration_seconds``, makes cache-miss
-  latency visible on its own (erratum 6); see its comment.
+  latency visible on its own; see its comment.
 
 >>> from prometheus_client import CollectorRegistry, generate_latest
 >>> registry = CollectorRegistry()
@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 from prometheus_client import (
     CollectorRegistry,
@@ -77,7 +78,7 @@ class VrewCraftMetrics:
 
         # Every HTTP request. `route` is the route *template* ("/api/videos/{video_id}"),
         # never the raw path: raw paths would create one time series per video id and
-        # per 404 probe (erratum 4). Unmatched paths all share route="<unmatched>".
+        # per 404 probe (the seed's mistake). Unmatched paths all share route="<unmatched>".
         self.http_requests = Counter(
             "vrewcraft_http_requests_total",
             "Total number of HTTP requests",
@@ -127,7 +128,7 @@ class VrewCraftMetrics:
             registry=registry,
         )
         # All thumbnail lookups, hits and misses together (the seed's metric). A p99
-        # over a 90% hit ratio is mostly hits, so it hides slow misses (erratum 6)...
+        # over a 90% hit ratio is mostly hits, so it hides slow misses...
         self.thumbnail_duration = Histogram(
             "vrewcraft_thumbnail_duration_seconds",
             "Thumbnail extraction duration in seconds",
@@ -168,7 +169,7 @@ class VrewCraftMetrics:
             registry=registry,
         )
         # Only changed through ffmpeg_job(): a context manager, so no failure path can
-        # leave it incremented (erratum 8).
+        # leave it incremented (the seed's version leaked it).
         self.ffmpeg_jobs_active = Gauge(
             "vrewcraft_ffmpeg_jobs_active",
             "Number of active FFmpeg jobs",
@@ -176,7 +177,7 @@ class VrewCraftMetrics:
         )
         # Kept because the seed has it, but it is a lesson, not a tool: it is computed
         # inside one process, resets on restart and cannot be averaged across replicas
-        # (erratum 5). Derive the ratio from thumbnail_requests_total instead.
+        # (the seed's mistake). Derive the ratio from thumbnail_requests_total instead.
         self.thumbnail_cache_hit_ratio = Gauge(
             "vrewcraft_thumbnail_cache_hit_ratio",
             "Thumbnail cache hit ratio (0-1)",
@@ -201,17 +202,20 @@ class VrewCraftMetrics:
     def ffmpeg_job(self, operation: str) -> Iterator[None]:
         """Count one ffmpeg run as active, time it, and count it as an error if it raises.
 
-        >>> m = VrewCraftMetrics(CollectorRegistry())
+        >>> registry = CollectorRegistry()
+        >>> m = VrewCraftMetrics(registry)
         >>> try:
         ...     with m.ffmpeg_job("trim"):
         ...         raise RuntimeError("ffmpeg exited with 1")
         ... except RuntimeError:
         ...     pass
-        >>> m.ffmpeg_jobs_active._value.get(), m.ffmpeg_errors.labels("trim")._value.get()
-        (0.0, 1.0)
+        >>> registry.get_sample_value("vrewcraft_ffmpeg_jobs_active")
+        0.0
+        >>> registry.get_sample_value("vrewcraft_ffmpeg_errors_total", {"operation": "trim"})
+        1.0
         """
         self.ffmpeg_jobs_active.inc()
-        start = time.perf_counter()  # monotonic: wall-clock jumps can't skew it (erratum 7)
+        start = time.perf_counter()  # monotonic: wall-clock jumps can't skew it (unlike Date.now())
         try:
             yield
         except BaseException:
@@ -224,9 +228,16 @@ class VrewCraftMetrics:
     def watch_memory(self, read: Callable[[], dict[str, int]]) -> None:
         """Make ``vrewcraft_memory_usage_bytes{type}`` read ``read()[type]`` at scrape time."""
         for memory_type in read():
-            self.memory_usage.labels(type=memory_type).set_function(lambda t=memory_type: read()[t])
+            self.memory_usage.labels(type=memory_type).set_function(
+                partial(_item, read, memory_type)
+            )
 
     def watch_db_pool(self, read: Callable[[], dict[str, int]]) -> None:
         """Make ``vrewcraft_db_pool_connections{state}`` read ``read()[state]`` at scrape time."""
         for state in read():
-            self.db_pool_connections.labels(state=state).set_function(lambda s=state: read()[s])
+            self.db_pool_connections.labels(state=state).set_function(partial(_item, read, state))
+
+
+def _item(read: Callable[[], dict[str, int]], key: str) -> float:
+    """Return ``read()[key]``: a gauge's value, read at scrape time."""
+    return read()[key]

@@ -4,9 +4,9 @@ Fixes over the seed:
 
 * ``route`` is the matched route's *template* (``/api/videos/{video_id}``), read from
   the ASGI scope after routing. Paths nothing matched all get ``route="<unmatched>"``,
-  so a scanner probing 10,000 URLs adds one series, not 10,000 (erratum 4).
+  so a scanner probing 10,000 URLs adds one series, not 10,000.
 * ``method`` is one of the standard methods or ``OTHER``: the method is client input too.
-* Durations come from ``time.perf_counter()``, a monotonic clock (erratum 7).
+* Durations come from ``time.perf_counter()``, a monotonic clock (the seed used the wall clock).
 * A handler that raises is still recorded, as status 500, before the error propagates.
 
 It runs on every request, so it is written to be cheap: about 3 us of CPU per request,

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 
 def _default_data_dir() -> Path:
@@ -55,7 +56,7 @@ class Settings:
     ffprobe: str = "ffprobe"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``env`` (default ``os.environ``): REDIS_URL, VREWCRAFT_DATA_DIR."""
         env = os.environ if env is None else env
         base = cls()
@@ -63,7 +64,7 @@ class Settings:
             base = replace(base, data_dir=Path(env["VREWCRAFT_DATA_DIR"]))
         if env.get("REDIS_URL"):
             base = replace(base, redis_url=env["REDIS_URL"])
-        return replace(base, **overrides)  # type: ignore[arg-type]
+        return replace(base, **overrides)
 
     @property
     def uploads_dir(self) -> Path:

@@ -1,8 +1,4 @@
-"""Helpers for the service's tests and benchmark: sample reuse, free ports, redis-server.
-
->>> 1024 < free_port() < 65536
-True
-"""
+"""Helpers for the service's tests and benchmark: sample reuse, redis-server, a served app."""
 
 from __future__ import annotations
 
@@ -10,28 +6,20 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from course_lib.supervisor import stop_child
+from course_lib.supervisor import free_port, poll, stop_child, tcp_ok
 
 from .media import Media
 from .metrics import VrewCraftMetrics
 from .settings import Settings
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @cache
@@ -53,7 +41,7 @@ def rendered_samples(count: int = 4, seconds: float = 6.0) -> Path:
     return target
 
 
-def seeded_settings(data_dir: Path, sample_count: int = 2, **overrides: object) -> Settings:
+def seeded_settings(data_dir: Path, sample_count: int = 2, **overrides: Any) -> Settings:
     """Return settings for ``data_dir`` with pre-rendered samples copied in (fast start)."""
     samples = data_dir / "samples"
     samples.mkdir(parents=True, exist_ok=True)
@@ -62,7 +50,7 @@ def seeded_settings(data_dir: Path, sample_count: int = 2, **overrides: object) 
         name = f"sample-{i + 1}.mp4"
         if not (samples / name).exists():
             shutil.copyfile(source / name, samples / name)
-    return Settings(data_dir=data_dir, sample_count=sample_count, **overrides)  # type: ignore[arg-type]
+    return Settings(data_dir=data_dir, sample_count=sample_count, **overrides)
 
 
 def corrupt_video(src: Path, dst: Path, seed: int = 1) -> Path:
@@ -117,13 +105,13 @@ def redis_server(workdir: Path) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {port}")
-            time.sleep(0.02)
+        if not poll(
+            lambda: tcp_ok(port, timeout=0.2),
+            timeout=10,
+            interval=0.02,
+            alive=lambda: proc.poll() is None,
+        ):
+            raise RuntimeError(f"redis-server did not start on port {port}")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         stop_child(proc, timeout=5)
@@ -135,7 +123,7 @@ def env_without_redis() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def serve_in_thread(app: object, port: int | None = None) -> Iterator[str]:
+def serve_in_thread(app: Any, port: int | None = None) -> Iterator[str]:
     """Serve an ASGI app with uvicorn in a background thread; yield its base URL."""
     import threading
 
@@ -156,11 +144,9 @@ def serve_in_thread(app: object, port: int | None = None) -> Iterator[str]:
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the service did not start")
-            time.sleep(0.01)
+        started = poll(lambda: server.started, timeout=30, interval=0.01, alive=thread.is_alive)
+        if not started:
+            raise RuntimeError("the service did not start")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True

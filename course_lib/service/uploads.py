@@ -16,10 +16,14 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
+
+if TYPE_CHECKING:  # python-multipart defines the callback table's type for checkers only
+    from python_multipart.multipart import MultipartCallbacks
 
 #: Room for multipart headers and boundaries on top of the file itself.
 MULTIPART_OVERHEAD = 64 * 1024
@@ -58,7 +62,7 @@ class _FilePartWriter:
         self._header_value = b""
         self._headers: dict[bytes, bytes] = {}
 
-    def callbacks(self) -> dict:
+    def callbacks(self) -> MultipartCallbacks:
         """Return the callback table for MultipartParser."""
         return {
             "on_part_begin": self._part_begin,
