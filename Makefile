@@ -33,11 +33,11 @@ lock:  ## recompile requirements.txt from requirements.in (after changing a pin)
 		--custom-compile-command "make lock"
 
 solutions: setup  ## execute every notebook with solutions and outputs into build/solutions/
-	$(PY) -m course_lib solutions
+	$(PY) -m course_tools solutions
 
 site: $(STAMP)  ## build the course site (build/site/index.html) from build/solutions/
 	@test -n "$$(ls build/solutions/*.ipynb 2>/dev/null)" || $(MAKE) solutions
-	$(PY) -m course_lib site
+	$(PY) -m course_tools site
 
 up down status doctor progress: $(STAMP)
 	$(PY) -m course_lib $@

@@ -25,10 +25,6 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("doctor", help="diagnose binaries, ports and stale pid files")
     prog = sub.add_parser("progress", help="show which exercises are done, tried, not started")
     prog.add_argument("--reset", action="store_true", help="forget all progress and start over")
-    sols = sub.add_parser("solutions", help="execute every notebook with solutions to build/")
-    sols.add_argument("--out", help="directory for the executed notebooks (build/solutions)")
-    site = sub.add_parser("site", help="build the HTML course site from build/solutions")
-    site.add_argument("--out", help="directory for the site (build/site)")
     lab = sub.add_parser("lab", help="start the stack, then JupyterLab on notebooks/ (make lab)")
     lab.add_argument("--token", help="fixed login token (default: a random one, printed)")
     args = parser.parse_args(argv)
@@ -58,21 +54,6 @@ def main(argv: list[str] | None = None) -> int:
                 print("progress reset." if removed else "no progress recorded yet.")
             else:
                 print(progress.format_table(progress.table()))
-        elif args.command == "solutions":
-            from pathlib import Path
-
-            from course_lib import notebooks
-
-            stack.up(cfg, progress=print)
-            timings = notebooks.write_solutions(Path(args.out) if args.out else None)
-            print(f"{len(timings)} notebooks in {sum(timings.values()):.0f}s")
-        elif args.command == "site":
-            from pathlib import Path
-
-            from course_lib import notebooks
-
-            index = notebooks.build_site(out_dir=Path(args.out) if args.out else None)
-            print(f"site: {index}")
         elif args.command == "lab":
             from course_lib import lab as lab_mod
 
@@ -84,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             for level, text in findings:
                 print(f"[{level:>5}] {text}")
             return 1 if any(level == "error" for level, _ in findings) else 0
-    except (StackError, ValueError, KeyError, FileNotFoundError) as exc:
+    except (StackError, ValueError, KeyError) as exc:
         print(f"course {args.command}: {exc}", file=sys.stderr)
         return 1
     return 0

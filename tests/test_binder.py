@@ -30,6 +30,7 @@ def test_apt_txt_lists_the_install_scripts_packages():
     assert _install_script_packages() == _apt_txt()
 
 
+@pytest.mark.process
 def test_binder_scripts_parse_and_are_executable():
     for name in ("postBuild", "start"):
         script = BINDER / name
@@ -51,6 +52,7 @@ def test_runtime_matches_the_python_the_course_needs():
 
 
 @pytest.mark.stack
+@pytest.mark.process
 def test_start_launches_the_stack_then_runs_the_server_command(tmp_path):
     """`start` brings a stack up (own ports and state dir here) and execs its arguments."""
     state = tmp_path / "state"

@@ -46,9 +46,9 @@ def test_notebook_has_a_parameters_cell(path: Path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_with_solutions(path: Path, stack):
     """Also `make solutions`: the executed copy lands in build/solutions (and feeds the site)."""
-    from course_lib import notebooks
+    from course_tools import build
 
-    seconds = notebooks.execute(path, notebooks.solutions_dir() / path.name, solutions=True)
+    seconds = build.execute(path, build.solutions_dir() / path.name, solutions=True)
     print(f"{path.name}: {seconds:.1f}s")
 
 

@@ -111,13 +111,3 @@ def test_many_appends_keep_whole_lines(state_dir):
     lines = log.read_text().splitlines()
     assert len(lines) == 50 and all(json.loads(line)["ok"] for line in lines)
     assert os.path.getsize(log) == sum(len(line) + 1 for line in lines)
-
-
-def test_doctests():
-    import doctest
-
-    from course_lib import lab
-
-    for module in (progress, lab):
-        failures, _ = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-        assert failures == 0, module.__name__

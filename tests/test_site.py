@@ -8,7 +8,7 @@ import time
 import nbformat
 import pytest
 
-from course_lib import notebooks
+from course_tools import build
 
 PLOTLY_JSON = "application/vnd.plotly.v1+json"
 
@@ -19,18 +19,18 @@ def executed(request):
 
     In a full `make test` run the notebook tests wrote them moments ago.
     """
-    stale = [p for p in notebooks.notebooks() if not notebooks.is_fresh(p)]
+    stale = [p for p in build.notebooks() if not build.is_fresh(p)]
     if stale:
         request.getfixturevalue("stack")
         for path in stale:
-            notebooks.execute(path, notebooks.solutions_dir() / path.name)
-    return notebooks.notebooks(notebooks.solutions_dir())
+            build.execute(path, build.solutions_dir() / path.name)
+    return build.notebooks(build.solutions_dir())
 
 
 @pytest.fixture(scope="module")
 def site(executed, tmp_path_factory):
     t0 = time.monotonic()
-    index = notebooks.build_site(out_dir=tmp_path_factory.mktemp("site") / "html")
+    index = build.build_site(out_dir=tmp_path_factory.mktemp("site") / "html")
     print(f"site built in {time.monotonic() - t0:.1f}s: {index}")
     return index.parent
 
@@ -47,7 +47,7 @@ def _figure_count(path) -> int:
 
 @pytest.mark.notebook
 def test_every_notebook_has_a_page_with_every_figure(executed, site):
-    assert [p.name for p in executed] == [p.name for p in notebooks.notebooks()]
+    assert [p.name for p in executed] == [p.name for p in build.notebooks()]
     index = (site / "index.html").read_text()
     for path in executed:
         page = site / f"{path.stem}.html"
@@ -64,7 +64,7 @@ def test_every_notebook_has_a_page_with_every_figure(executed, site):
 
 @pytest.mark.notebook
 def test_errata_are_collected_on_one_page(executed, site):
-    found = notebooks.errata(executed)
+    found = build.errata(executed)
     assert found, "no 'Seed errata' block in any notebook"
     page = (site / "errata.html").read_text()
     for title, _ in found:
