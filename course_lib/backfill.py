@@ -43,7 +43,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -96,6 +96,8 @@ class HistoryWindow:
     seconds: float = 0.0
     prometheus: str = ""
     version: str = ""  # history.VERSION of the day written
+    blocks: tuple[str, ...] = ()  # the block directories written (names change on compaction)
+    complete: bool = True  # False while the blocks are being moved in
 
     def at(self, offset: float) -> float:
         """Return the Unix time ``offset`` seconds into the day."""
@@ -140,7 +142,7 @@ def window(cfg: StackConfig) -> HistoryWindow | None:
         return None
     try:
         data = json.loads(path.read_text())
-        return HistoryWindow(**data)
+        return HistoryWindow(**{**data, "blocks": tuple(data.get("blocks", ()))})
     except (ValueError, TypeError) as exc:
         raise HistoryError(
             f"{path} is damaged ({exc}). Delete it and run `make up` again to write a "
@@ -295,11 +297,38 @@ def _move_in(cfg: StackConfig, scratch: Path, day: HistoryWindow) -> list[str]:
     tsdb = _tsdb(cfg)
     tsdb.mkdir(parents=True, exist_ok=True)
     blocks = sorted(p.name for p in (scratch / "blocks").iterdir() if (p / "meta.json").exists())
+    # Record first, then rename: a crash in between leaves a record that says which blocks
+    # still have to move (``_recover``), never blocks that no record accounts for.
+    _write_record(cfg, replace(day, blocks=tuple(blocks), complete=False))
     for name in blocks:
         (scratch / "blocks" / name).rename(tsdb / name)
-    _record_path(cfg).write_text(json.dumps(asdict(day), indent=2) + "\n")
+    _write_record(cfg, replace(day, blocks=tuple(blocks), complete=True))
     shutil.rmtree(scratch, ignore_errors=True)
     return blocks
+
+
+def _write_record(cfg: StackConfig, day: HistoryWindow) -> None:
+    tmp = _record_path(cfg).with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(day), indent=2) + "\n")
+    tmp.replace(_record_path(cfg))  # atomic: the record is old or new, never half-written
+
+
+def _recover(cfg: StackConfig, progress: Progress) -> None:
+    """Finish moving the blocks of a backfill that was interrupted, or forget it."""
+    day = window(cfg)
+    if day is None or day.complete:
+        return
+    tsdb, scratch = _tsdb(cfg), cfg.state_dir / SCRATCH / "blocks"
+    for name in day.blocks:
+        if not (tsdb / name).exists() and (scratch / name / "meta.json").exists():
+            (scratch / name).rename(tsdb / name)
+    if all((tsdb / name).exists() for name in day.blocks):
+        _write_record(cfg, replace(day, complete=True))
+        progress("history: finished moving in the blocks of an interrupted backfill")
+    else:
+        _record_path(cfg).unlink()
+        progress("history: an interrupted backfill lost its blocks; writing the day again")
+    shutil.rmtree(cfg.state_dir / SCRATCH, ignore_errors=True)
 
 
 def _announce(day: HistoryWindow, progress: Progress) -> None:
@@ -319,6 +348,7 @@ def place_before_start(cfg: StackConfig, progress: Progress, now: float | None =
     Returns True if the day was written (or already there), False if the TSDB
     already holds data, so the day has to wait for ``place_after_start``.
     """
+    _recover(cfg, progress)
     if not needs_history(cfg):
         return True
     _check_tsdb_format(cfg)
@@ -335,6 +365,7 @@ def place_before_start(cfg: StackConfig, progress: Progress, now: float | None =
 
 def place_after_start(cfg: StackConfig, progress: Progress) -> HistoryWindow | None:
     """On a TSDB with live data, write the day into the newest free 24 h and wait for it."""
+    _recover(cfg, progress)
     if not needs_history(cfg):
         return window(cfg)
     _check_tsdb_format(cfg)

@@ -131,6 +131,33 @@ def test_fresh_tsdb_gets_the_day_before_start_and_only_once(tmp_path):
     assert not day.aged_out(now + 28 * 86_400) and day.aged_out(now + 31 * 86_400)
 
 
+@pytest.mark.process
+def test_an_interrupted_move_is_finished_at_the_next_start(tmp_path, monkeypatch):
+    cfg = _cfg(tmp_path)
+    real_rename = backfill.Path.rename
+    moved = []
+
+    def crash_after_one(self, target):
+        if moved:
+            raise KeyboardInterrupt("the machine went down")
+        moved.append(self.name)
+        return real_rename(self, target)
+
+    monkeypatch.setattr(backfill.Path, "rename", crash_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        backfill.place_before_start(cfg, print, now=1_795_000_007)
+    monkeypatch.undo()
+    half = backfill.window(cfg)
+    assert not half.complete and len(half.blocks) == 2 and moved == [half.blocks[0]]
+    lines = []
+    assert backfill.place_before_start(cfg, lines.append, now=1_795_000_007 + 60)
+    day = backfill.window(cfg)
+    assert day.complete and day.blocks == half.blocks and day.start == half.start
+    assert sorted(p.name for p in (cfg.data_dir / "prometheus").iterdir()) == list(day.blocks)
+    assert lines == ["history: finished moving in the blocks of an interrupted backfill"]
+    assert not (cfg.state_dir / backfill.SCRATCH).exists()
+
+
 # --- exact values on the test stack --------------------------------------------------------------
 
 
