@@ -14,9 +14,13 @@ def repo() -> Path:
     return REPO
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Headless Debian Chromium driven by Playwright (it can't download its own browser here)."""
+    """Headless Debian Chromium driven by Playwright (it can't download its own browser here).
+
+    Module scope: Playwright's sync API keeps an asyncio loop running in this thread while
+    it is open, and later tests that call asyncio.run() would fail.
+    """
     import shutil
 
     from playwright.sync_api import sync_playwright
