@@ -56,7 +56,9 @@ bench: setup $(BENCH_STAMP)  ## print the benchmark figures (not a test; takes a
 	$(PY) bench/history.py
 	$(PY) bench/explain.py
 	$(PY) bench/instrumentors.py
+	$(PY) bench/middleware_breakdown.py
 	$(PY) bench/latency_gap.py
+	$(PY) bench/production.py
 
 $(BENCH_STAMP): requirements-bench.txt $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt

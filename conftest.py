@@ -22,6 +22,8 @@ TEST_PORT_OFFSET = os.environ.get("COURSE_TEST_PORT_OFFSET", "10000")
 def pytest_configure(config):
     os.environ["COURSE_STATE_DIR"] = str(REPO / ".course-test")
     os.environ["COURSE_PORT_OFFSET"] = TEST_PORT_OFFSET
+    # Figures carry an offline HTML/JS copy too, so executed notebooks export with them.
+    os.environ["PLOTLY_RENDERER"] = "plotly_mimetype+notebook"
     for var in (
         "COURSE_PROMETHEUS_URL",
         "COURSE_ALERTMANAGER_URL",

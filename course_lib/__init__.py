@@ -16,6 +16,16 @@ The learner's toolkit (what notebook cells call):
   (alert states, notifications, silences).
 * ``grafana`` — Grafana without Grafana: the overview dashboard as code
   (grafana-foundation-sdk), its lint, and a plotly renderer.
+* ``cards`` — interview cards as data (answer, common wrong answer, Korean term, PCA
+  domain), each with a proof on the stack; Anki, CSV and Markdown export.
+* ``scale`` — the extra processes of the production lesson (service replicas found
+  through file discovery, a scratch target and Prometheus, a federating "global"
+  Prometheus, an HA pair writing to VictoriaMetrics), started only when asked;
+  ``cardinality`` grows one label on the scratch target and measures the cost;
+  ``querycost`` times queries as Prometheus reports them; ``recorded_history``
+  backfills the recording rules over the day of history.
+* ``quiz`` — a seeded quiz drawn from the cards in the PCA domain proportions, graded by
+  the exercise system, with a score per domain and the cards to review.
 
 The system being observed:
 
@@ -29,7 +39,7 @@ The system being observed:
 Plumbing: ``config`` (ports, state directory, environment variables), ``supervisor``
 (processes, ports, polling, the list of system binaries), ``lab`` (JupyterLab as
 ``make lab`` starts it, and the stack UIs it proxies), ``__main__``
-(``python -m course_lib up | down | status | logs | doctor | progress | lab``).
+(``python -m course_lib up | down | status | logs | doctor | progress | lab | cards``).
 Instructor tooling (``make solutions``, ``make site``) lives beside it in ``course_tools``.
 
 "The seed" in comments and notebooks is the Korean tutorial this course grew from,

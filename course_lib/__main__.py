@@ -1,4 +1,4 @@
-"""Command line: ``python -m course_lib up | down | status | logs | doctor | progress | lab``."""
+"""Command line: ``python -m course_lib up | down | status | logs | doctor | progress | lab | cards``."""
 
 from __future__ import annotations
 
@@ -27,8 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     prog.add_argument("--reset", action="store_true", help="forget all progress and start over")
     lab = sub.add_parser("lab", help="start the stack, then JupyterLab on notebooks/ (make lab)")
     lab.add_argument("--token", help="fixed login token (default: a random one, printed)")
+    deck = sub.add_parser("cards", help="export the interview cards (Anki deck, CSV, Markdown)")
+    deck.add_argument("--anki", metavar="OUT.apkg", help="write an Anki deck")
+    deck.add_argument("--csv", metavar="OUT.csv", help="write a CSV file")
+    deck.add_argument("--markdown", metavar="OUT.md", help="write a Markdown file")
     args = parser.parse_args(argv)
 
+    if args.command == "cards":
+        return _cards(args)
     try:
         cfg = StackConfig.from_env()
         if args.command == "up":
@@ -68,6 +74,20 @@ def main(argv: list[str] | None = None) -> int:
     except (StackError, ValueError, KeyError) as exc:
         print(f"course {args.command}: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cards(args: argparse.Namespace) -> int:
+    """Export the interview cards to the files asked for; exit 1 with a clear message otherwise."""
+    from course_lib import cards
+
+    try:
+        written = cards.export(anki=args.anki, csv_path=args.csv, markdown=args.markdown)
+    except ValueError as exc:
+        print(f"course cards: {exc}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {len(cards.CARDS)} cards to {path}")
     return 0
 
 

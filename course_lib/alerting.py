@@ -271,57 +271,62 @@ def replay(
     """Evaluate every alert of ``source`` over a past time range: would it have fired?
 
     Each ``expr`` is run as a range query every ``step`` seconds, as if Prometheus had
-    evaluated the rule then. An alert fires once its condition has held for its whole
-    ``for``: ``first_fired`` is the first such moment (NaT when it never did), and
-    ``minutes_true`` counts the evaluations at which the condition held.
+    evaluated the rule then (recording rules it uses are replaced by their expressions).
+    An alert fires once its condition has held for its whole ``for``: ``first_fired`` is
+    the first such moment (NaT when it never did), ``fired_at`` lists every time it
+    fired, ``firings`` counts them, and ``minutes_true`` counts the minutes at which the
+    condition held.
 
     >>> day = stack.history_window()                                    # doctest: +SKIP
     >>> replay(stack, day.start, day.end)[["alert", "fired"]]           # doctest: +SKIP
     """
-    from course_lib import prom
-
+    groups = yaml.safe_load(Path(source).read_text())["groups"]
+    # Recording rules only have samples from the moments Prometheus evaluated them, so
+    # a past range (e.g. a backfilled day) has none: use their expressions instead.
+    records = {r["record"]: r["expr"] for g in groups for r in g["rules"] if "record" in r}
     rows = []
-    for group in yaml.safe_load(Path(source).read_text())["groups"]:
+    for group in groups:
         for rule in group["rules"]:
             if "alert" not in rule:
                 continue
-            df = prom.query_range(stack.prometheus_url, rule["expr"], start, end, step)
+            expr = rule["expr"]
+            for name, recorded in records.items():
+                expr = re.sub(rf"(?<![\w:]){re.escape(name)}(?![\w:])", f"({recorded})", expr)
+            df = prom.query_range(stack.prometheus_url, expr, start, end, f"{step:g}s")
             times = sorted({t.timestamp() for t in df["timestamp"]}) if not df.empty else []
-            hold = _seconds(str(rule.get("for", "0s")))
-            first_fired, since, previous = None, None, None
-            for t in times:
-                since = t if previous is None or t - previous > step * 1.5 else since
-                previous = t
-                if first_fired is None and t - since >= hold:
-                    first_fired = t
+            fired_at = _firings(times, step, prom.duration_seconds(str(rule.get("for", "0s"))))
             rows.append(
                 {
                     "alert": rule["alert"],
                     "severity": rule["labels"]["severity"],
                     "for": rule.get("for", "0s"),
-                    "fired": first_fired is not None,
-                    "first_fired": None
-                    if first_fired is None
-                    else pd.to_datetime(first_fired, unit="s", utc=True),
+                    "fired": bool(fired_at),
+                    "firings": len(fired_at),
+                    "first_fired": (
+                        pd.to_datetime(fired_at[0], unit="s", utc=True) if fired_at else None
+                    ),
+                    "fired_at": [pd.to_datetime(t, unit="s", utc=True) for t in fired_at],
                     "minutes_true": len(times) * step / 60,
                 }
             )
     return pd.DataFrame(rows)
 
 
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+def _firings(times: list[float], step: float, hold: float) -> list[float]:
+    """Return when an alert fires, given the evaluation times at which its condition held.
 
-
-def _seconds(duration: str) -> float:
-    """Return the seconds of a Prometheus duration such as ``5m`` or ``1h30m``.
-
-    >>> _seconds("1h30m"), _seconds("10s")
-    (5400.0, 10.0)
+    >>> _firings([0, 60, 120, 180, 300, 360], step=60, hold=120)   # held 0..180, 300..360
+    [120]
     """
-    parts = re.findall(r"(\d+)(ms|[smhdwy])", duration)
-    if not parts or "".join(n + u for n, u in parts) != duration:
-        raise ValueError(f"{duration!r} is not a Prometheus duration such as 5m or 1h30m")
-    return float(sum(int(n) * _UNITS[u] for n, u in parts))
+    fired_at: list[float] = []
+    since, previous = 0.0, None
+    for t in times:
+        if previous is None or t - previous > step * 1.5:
+            since = t  # the condition starts holding (again)
+        previous = t
+        if t - since >= hold and (not fired_at or fired_at[-1] < since):
+            fired_at.append(t)
+    return fired_at
 
 
 # --- Prometheus' and Alertmanager's view of alerts ------------------------------------------

@@ -27,6 +27,17 @@ DEFAULT_PORTS: dict[str, int] = {
     "service": 3001,
     "smtp-sink": 2525,
     "webhook-sink": 5001,
+    # Extra processes of the production-patterns notebook (course_lib.scale), started
+    # only when that notebook asks for them.
+    "replica-1": 3011,
+    "replica-2": 3012,
+    "replica-3": 3013,
+    "scratch-target": 9190,
+    "prometheus-scratch": 9191,
+    "prometheus-global": 9192,
+    "prometheus-ha-a": 9193,
+    "prometheus-ha-b": 9194,
+    "victoria-metrics": 8428,
 }
 
 #: Environment variables that point at an already running stack (e.g. docker compose).

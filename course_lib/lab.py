@@ -86,6 +86,8 @@ def jupyter_env(cfg: StackConfig, base: Mapping[str, str] | None = None) -> dict
         env[var] = str(path)
     # The kernel reaches the same stack as the proxy: pass the stack's settings on.
     env.setdefault("COURSE_STATE_DIR", str(cfg.state_dir))
+    # Figures keep an HTML/JS copy, so they survive export and reopening untrusted.
+    env.setdefault("PLOTLY_RENDERER", "plotly_mimetype+notebook")
     # User settings, as if the learner had set them once in Settings.
     for plugin, values in LAB_SETTINGS.items():
         package, name = plugin.split(":")

@@ -7,6 +7,7 @@
 * ``sample_value``: one sample's value from a registry (0 while the series doesn't exist).
 * ``describe_metric``: what a metric object declares (name, type, labels, buckets).
 * ``show_source``: display course_lib's own code of a class or function.
+* ``side_by_side``: files next to each other (the seed's configuration and the course's).
 * ``raw_samples``: the raw samples of a range selector (``x[1m]``) at one instant.
 * ``make_clip`` / ``wait_for_job``: a small real video to upload; poll a trim job to its end.
 * ``line_plot``: a plotly line chart of a ``query_range`` DataFrame, refusing empty data.
@@ -51,6 +52,8 @@ __all__ = [
     "samples",
     "series_names",
     "show_source",
+    "seed_file",
+    "side_by_side",
     "targets",
     "wait_for_job",
     "wait_for_scrape",
@@ -242,6 +245,35 @@ buckets=(0.1, 1.0), is_child=False)
     )
 
 
+def seed_file(name: str) -> str:
+    """Return a configuration file as the seed tutorial publishes it (``course_lib/seed/``).
+
+    >>> "latest" in seed_file("docker-compose.yml")
+    True
+    """
+    from pathlib import Path
+
+    return (Path(__file__).parent / "seed" / name).read_text()
+
+
+def side_by_side(texts: Mapping[str, str]) -> Any:
+    """Return texts (title -> text) as one HTML row of code columns, for comparing files.
+
+    >>> side_by_side({"seed": "a: 1", "course": "a: 2"}).data.count("<pre")
+    2
+    """
+    import html
+
+    from IPython.display import HTML
+
+    cells = "".join(
+        f'<td style="vertical-align:top;text-align:left"><b>{html.escape(title)}</b>'
+        f'<pre style="font-size:0.85em">{html.escape(text)}</pre></td>'
+        for title, text in texts.items()
+    )
+    return HTML(f"<table><tr>{cells}</tr></table>")
+
+
 def show_source(obj: Any) -> None:
     """Display the source code of a class or function from course_lib in the notebook."""
     import inspect
@@ -281,8 +313,11 @@ def samples(source: Any) -> pd.DataFrame:
 def explain(stack: Any, promql: str, time: Any = None):
     """Show ``promql`` as its parse tree, every node evaluated on the stack at ``time`` (None: now).
 
-    >>> explain(stack, "sum by (le) (rate(vrewcraft_thumbnail_duration_seconds_bucket[5m]))")
-    ...                                                                      # doctest: +SKIP
+    >>> at = stack.history_window().at(20 * 3600)  # 20:00 in the day of history
+    >>> query = "sum by (le) (rate(vrewcraft_thumbnail_duration_seconds_bucket[5m]))"
+    >>> tree = explain(stack, query, at)
+    >>> tree.root.labels, tree.root.series
+    (('le',), 8)
     """
     from course_lib.explain import explain as explain_tree
 
@@ -293,6 +328,7 @@ def raw_samples(stack: Any, selector: str, window: str, at: float) -> pd.DataFra
     """Return the raw samples of ``selector[window]`` evaluated at ``at`` (one row per sample).
 
     This is what ``rate()`` and ``increase()`` see: the scraped values inside the window.
+    ``timestamp`` is a UTC time, as in ``stack.query``.
     """
     data = api(stack, "query", query=f"{selector}[{window}]", time=at)
     rows = [
@@ -302,7 +338,10 @@ def raw_samples(stack: Any, selector: str, window: str, at: float) -> pd.DataFra
     ]
     df = pd.DataFrame(rows)
     if df.empty:
-        return pd.DataFrame({"timestamp": pd.Series(dtype=float), "value": pd.Series(dtype=float)})
+        return pd.DataFrame(
+            {"timestamp": pd.Series(dtype="datetime64[ns, UTC]"), "value": pd.Series(dtype=float)}
+        )
+    df["timestamp"] = pd.to_datetime(df["timestamp"], unit="s", utc=True)
     return df.sort_values("timestamp").reset_index(drop=True)
 
 

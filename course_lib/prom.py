@@ -331,6 +331,7 @@ def last(window: timedelta | float, end: TimeLike | None = None) -> tuple[dateti
 
 
 def _tidy(rows: list[dict]) -> pd.DataFrame:
+    """Return one row per sample: label columns (le in numeric order), timestamp, value."""
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(
@@ -341,6 +342,17 @@ def _tidy(rows: list[dict]) -> pd.DataFrame:
     labels = sorted(c for c in df.columns if c not in ("timestamp", "value"))
     return (
         df[[*labels, "timestamp", "value"]]
-        .sort_values([*labels, "timestamp"])
+        .sort_values([*labels, "timestamp"], key=_numeric_bounds)
         .reset_index(drop=True)
     )
+
+
+#: Labels whose values are numbers, so "+Inf" sorts last and "0.5" before "10".
+NUMERIC_LABELS = ("le", "quantile")
+
+
+def _numeric_bounds(column: pd.Series) -> pd.Series:
+    """Sort key: bucket bounds and quantiles by their number, other labels as text."""
+    if column.name in NUMERIC_LABELS:
+        return pd.to_numeric(column, errors="coerce")
+    return column

@@ -141,6 +141,40 @@ def alert_hints(query: str, scrape_interval: float = 5.0, **kwargs) -> list[Hint
     return hints(query, scrape_interval, for_alert=True, **kwargs)
 
 
+# --- the shape of a query, for checks that ask for one ----------------------------------------
+
+
+def functions_used(query: str) -> set[str]:
+    """Return the names of the functions a query calls.
+
+    >>> sorted(functions_used("sum(rate(x_total[1m])) / scalar(up)"))
+    ['rate', 'scalar']
+    """
+    return {n.func.name for n in _walk(pp.parse(query)) if isinstance(n, pp.Call)}
+
+
+def range_windows(query: str) -> set[float]:
+    """Return the range windows of a query's range selectors and subqueries, in seconds.
+
+    >>> sorted(range_windows("rate(x_total[1m]) / rate(y_total[60s])"))
+    [60.0]
+    """
+    return {
+        _seconds(n.range)
+        for n in _walk(pp.parse(query))
+        if isinstance(n, pp.MatrixSelector | pp.SubqueryExpr)
+    }
+
+
+def aggregations_used(query: str) -> set[str]:
+    """Return the aggregation operators a query uses.
+
+    >>> sorted(aggregations_used("sum by (le) (rate(x[5m])) / count(up)"))
+    ['count', 'sum']
+    """
+    return {_op(n) for n in _walk(pp.parse(query)) if isinstance(n, pp.AggregateExpr)}
+
+
 # --- AST helpers ---------------------------------------------------------------------------
 
 
@@ -490,11 +524,13 @@ class _Checker:
             ):
                 return
         metric = _name(sel)
+        wrapped = _text(sel)  # keep the learner's label matchers in the suggestion
         self.add(
             "counter-without-rate",
             f"{metric} is a counter: its raw value is a running total since the process "
-            f"started (and drops to 0 on a restart) — use rate({metric}[5m]) for "
-            f"per-second or increase({metric}[1h]) for a count.",
+            f"started (and drops to 0 on a restart) — wrap it in rate(…) over a range "
+            f"window for per-second (rate({wrapped}[1m]) is per second over the last "
+            f"minute), or increase(…) for a count.",
             sel,
         )
 

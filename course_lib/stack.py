@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from course_lib import backfill, history, supervisor
+from course_lib import backfill, history, recorded_history, supervisor
 from course_lib.config import DEFAULT_PORTS, HOST, StackConfig, port_env_var
 from course_lib.supervisor import (
     ConfigError,
@@ -524,6 +524,9 @@ def up(cfg: StackConfig | None = None, timeout: float = 60.0, progress: Progress
         _wait_for_targets(cfg, jobs, timeout, progress)
     if backfill.needs_history(cfg) and any(c.name == "prometheus" for c in comps):
         backfill.place_after_start(cfg, progress)
+    # The recording rules' output over that day, as if they had run all day (once).
+    if any(c.name == "prometheus" for c in comps):
+        recorded_history.place(cfg, progress)
     progress(f"stack ready in {time.monotonic() - t0:.1f}s: {cfg.url('prometheus')}")
     return Stack(cfg, started=[c.name for c in to_start])
 
@@ -643,6 +646,11 @@ def down(cfg: StackConfig | None = None, progress: Progress = _quiet) -> list[st
     for comp in COMPONENTS:
         comp.pid_file(cfg).unlink(missing_ok=True)
     names = [name for name, r in records.items() if r.pid in stopped]
+    # Extra processes a notebook started (replicas, more Prometheus servers) share this
+    # state directory, so `down` stops them too.
+    from course_lib import scale
+
+    names += scale.stop(cfg=cfg)
     progress("stopped " + (", ".join(names) if names else "nothing (no component was running)"))
     return names
 

@@ -126,6 +126,7 @@ def test_run_rule_tests_names_a_missing_file():
 # --- the workshop copy --------------------------------------------------------------------------
 
 
+@pytest.mark.process
 def test_workshop_copy_keeps_thresholds_and_shortens_for_and_windows(tmp_path):
     copy = workshop_rules(for_="10s", window="15s")
     real = {r["alert"]: r for r in yaml.safe_load(RULES_FILE.read_text())["groups"][0]["rules"]}
@@ -150,6 +151,23 @@ def test_workshop_copy_of_an_unknown_alert_is_refused():
         workshop_rules(alerts=["HighErorRate"])
 
 
+def test_replay_counts_each_firing_once():
+    firings = alerting._firings
+    assert firings([], step=60, hold=300) == []
+    assert firings([0, 60, 120, 180, 240], step=60, hold=300) == []  # 4 minutes: pending
+    assert firings([0, 60, 120, 180, 240, 300, 360], step=60, hold=300) == [300]
+    two = [0, 60, 120, 600, 660, 720, 780]  # a gap resets `for`
+    assert firings(two, step=60, hold=120) == [120, 720]
+    assert firings([0, 60], step=60, hold=0) == [0]  # no `for`: fires at once
+
+
+def test_notifications_link_to_the_provisioned_dashboard():
+    template = (ALERTMANAGER_CONFIG.parent / "templates" / "vrewcraft.tmpl").read_text()
+    uid = re.search(r"127\.0\.0\.1:3000/d/([\w-]+)", template).group(1)
+    dashboards = (repo_root() / "monitoring" / "grafana" / "dashboards").glob("*.json")
+    assert any(f'"uid": "{uid}"' in path.read_text() for path in dashboards), uid
+
+
 def test_monitoring_dir_comes_from_the_environment(tmp_path):
     assert StackConfig.from_env({}).monitoring_dir == repo_root() / "monitoring"
     cfg = StackConfig.from_env({"COURSE_MONITORING_DIR": str(tmp_path)})
@@ -171,6 +189,7 @@ ROUTES = [
 ]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(("labels", "receiver"), ROUTES, ids=lambda x: str(x))
 def test_amtool_routes_each_severity(labels, receiver):
     assert receivers(labels) == [receiver]
@@ -193,6 +212,7 @@ def test_inhibition_rules_cover_twins_and_target_down():
     assert config["route"]["group_by"] == ["alertname", "service"]
 
 
+@pytest.mark.process
 def test_receivers_reports_amtool_errors(tmp_path):
     broken = tmp_path / "alertmanager.yml"
     broken.write_text("route:\n  receiver: nobody\n")
@@ -232,6 +252,7 @@ def test_error_rate_rule_accepts_other_correct_forms():
         assert get("05.error_rate_rule").check(answer).ok, expr
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("expr", "extra", "expected"),
     [

@@ -69,6 +69,8 @@ def test_invalid_rule_file_is_refused_and_the_running_rules_stay(stack, tmp_path
 
 def test_prometheus_kill9_keeps_scraped_samples_and_reevaluates_rules(stack):
     """Bound: 60 s from the crash to Prometheus answering with its old samples."""
+    # A freshly started stack may hold only seconds of live data: wait for 30 s of it.
+    stack.wait_for('count_over_time(up{job="vrewcraft-backend"}[30s]) >= 12', timeout=60)
     end = time.time() - 2
     window = {"start": end - 30, "end": end, "step": "2s"}
     before = stack.query_range('up{job="vrewcraft-backend"}', **window)

@@ -193,6 +193,7 @@ def test_promql_accepts_equivalent_queries(prom):
         f'rate({APPENDED}{{type="float"}}[1m])',
         f'sum by (job, instance) (rate({APPENDED}{{type="float"}}[1m]))',
         f'  rate({APPENDED}{{type="float", job="prometheus"}}[1m])  ',
+        f'sum(rate({APPENDED}{{type="float"}}[1m]))',
     ):
         assert exercise.check(answer, prom).ok, answer
 
@@ -210,9 +211,38 @@ def test_promql_increase_instead_of_rate_gets_the_factor_hint(prom):
 
 
 @pytest.mark.process
-def test_promql_match_on_rejects_duplicate_series(prom):
+def test_promql_extra_labels_that_split_a_series_are_rejected(prom):
     message = _fails(get("01.scrape_rate"), f"rate({APPENDED}[1m])", prom)
-    assert "several of your series share" in message
+    assert "returns 2 series, the expected one returns 1" in message
+
+
+@pytest.mark.process
+def test_scrape_rate_judges_the_shape_the_task_asks_for(prom):
+    exercise = get("01.scrape_rate")
+    for answer in (  # right, written other ways
+        f'sum(rate({APPENDED}{{type="float"}}[1m]))',
+        f'sum by (job) (rate({APPENDED}{{type="float"}}[60s]))',
+        f'increase({APPENDED}{{type="float"}}[1m]) / 60',
+    ):
+        assert exercise.check(answer, prom).ok, answer
+    wrong = {  # irate agrees with rate on this steady counter: only the shape tells
+        f'irate({APPENDED}{{type="float"}}[1m])': "last two samples",
+        f'rate({APPENDED}{{type="float"}}[2m])': "last minute",
+        f'sum(irate({APPENDED}{{type="float"}}[1m]))': "last two samples",
+    }
+    for answer, expected in wrong.items():
+        assert expected in _fails(exercise, answer, prom), answer
+
+
+@pytest.mark.process
+def test_the_counter_hint_suggests_an_answer_the_check_accepts(prom):
+    import re
+
+    exercise = get("01.scrape_rate")
+    message = _fails(exercise, f'{APPENDED}{{type="float"}}', prom)
+    suggested = re.search(r"\((rate\(.+?\[1m\]\))", message).group(1)
+    assert 'type="float"' in suggested
+    assert exercise.check(suggested, prom).ok
 
 
 @pytest.mark.process
@@ -540,3 +570,13 @@ def test_predicate(prom):
         test=lambda a, s: a == s.prometheus_url,
     )
     assert from_stack.check(from_stack.reference(prom), prom).ok
+
+
+def test_a_failed_check_shows_its_message_not_a_traceback():
+    failed = ExerciseFailed("❌ 01.x: the window is too short.\nWhere it goes wrong: …")
+    assert failed._render_traceback_() == [
+        "❌ 01.x: the window is too short.",
+        "Where it goes wrong: …",
+    ]
+    blank = ExerciseNotAnswered("01.x is not answered yet: replace BLANK with a query.")
+    assert blank._render_traceback_() == ["✍️ 01.x is not answered yet: replace BLANK with a query."]

@@ -109,3 +109,35 @@ def test_incident_minutes_counts_the_query_not_the_script(stack):
     for answer, hint in wrong.items():
         with pytest.raises(ExerciseFailed, match=hint):
             exercise.check(answer, stack)
+
+
+#: One wrong answer per PromQL exercise, and the node its feedback must name.
+NODE_FEEDBACK = {
+    "03.api_p99": (
+        f"histogram_quantile(0.99, rate({BUCKETS}[5m]))",
+        f"your `rate({BUCKETS}[5m])` matches the reference's; the reference then applies "
+        "`sum by (le) (…)`, which yours doesn't",
+    ),
+    "03.route_rates": (
+        f"sum(rate({HTTP}[5m]))",
+        f"then your `sum(rate({HTTP}[5m]))` drops route, which the reference keeps",
+    ),
+    "03.hit_ratio": (
+        f"sum(rate({HIT}[5m])) / sum(rate({MISS}[5m]))",
+        f"your `{MISS}[5m]` holds 1 series instead of 2",
+    ),
+    "03.error_ratio": (
+        f'rate({HTTP}{{status_code=~"5.."}}[5m]) / rate({HTTP}[5m])',
+        "the reference then applies `sum(…)`, which yours doesn't",
+    ),
+}
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("exercise_id", sorted(NODE_FEEDBACK))
+def test_day_exercises_name_the_node_where_a_wrong_answer_departs(stack, exercise_id):
+    answer, node = NODE_FEEDBACK[exercise_id]
+    with pytest.raises(ExerciseFailed) as info:
+        get(exercise_id).check(answer, stack)
+    message = str(info.value)
+    assert "Where it goes wrong: " in message and node in message, message

@@ -48,8 +48,56 @@ def test_notebook_runs_with_solutions(path: Path, stack):
     """Also `make solutions`: the executed copy lands in build/solutions (and feeds the site)."""
     from course_tools import build
 
-    seconds = build.execute(path, build.solutions_dir() / path.name, solutions=True)
+    executed = build.solutions_dir() / path.name
+    try:
+        seconds = build.execute(path, executed, solutions=True)
+    finally:
+        left = _stop_extra_processes(stack)
     print(f"{path.name}: {seconds:.1f}s")
+    assert left == [], f"extra processes left running: {left}"
+    _assert_figures_survive_export(executed)
+
+
+def _stop_extra_processes(stack) -> list[str]:
+    """Stop what a notebook left running (replicas, more Prometheus servers); return the names.
+
+    Stopped whatever happened, so one failure doesn't cascade into the next notebook.
+    """
+    from course_lib import scale
+
+    left = scale.running(stack.config)
+    scale.stop(cfg=stack.config)
+    return left
+
+
+PLOTLY_JSON = "application/vnd.plotly.v1+json"
+
+
+def _assert_figures_survive_export(executed: Path) -> None:
+    """Every plotly figure of an executed notebook is drawn in its HTML export, offline.
+
+    The kernel runs with PLOTLY_RENDERER=plotly_mimetype+notebook (tests/conftest.py), so
+    each figure carries an HTML/JS copy next to the JSON that only JupyterLab can draw.
+    """
+    from nbconvert import HTMLExporter
+
+    nb = nbformat.read(executed, as_version=4)
+    figures = [
+        out
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if PLOTLY_JSON in out.get("data", {})
+    ]
+    for out in figures:
+        assert "Plotly.newPlot" in out["data"].get("text/html", ""), (
+            f"{executed.name}: a figure has no HTML copy: nbconvert would show an empty area"
+        )
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    assert html.count("Plotly.newPlot(") >= len(figures), executed.name
+    if figures:  # plotly.js itself is in the page: no CDN needed to draw
+        assert 'src="https://cdn.plot.ly' not in html, executed.name
+        assert "plotly.js v" in html.lower(), f"{executed.name}: plotly.js is not in the page"
 
 
 # --- without solutions: the first exercise stops the run and shows its hint ---------------------
@@ -101,12 +149,17 @@ def test_notebook_without_solutions_stops_at_the_first_exercise(path: Path, stac
             progress_bar=False,
             execution_timeout=300,
         )
+    left = _stop_extra_processes(stack)
+    assert left == [], f"the first exercise comes before any extra process starts: {left}"
     err = info.value
     assert err.ename == "ExerciseNotAnswered", (err.ename, err.evalue)
     assert err.source.strip() == source.strip(), "stopped somewhere else than the first exercise"
     assert exercise_id in err.evalue and "replace BLANK" in err.evalue
     nudge = get(exercise_id).nudge
     assert nudge and nudge in err.evalue, err.evalue
+    # The learner sees the message alone: no traceback through course_lib's checking code.
+    shown = "\n".join(err.traceback)
+    assert shown.startswith("✍️ " + exercise_id) and "course_lib" not in shown, shown
 
 
 # --- the notebooks' own exercises reject typical wrong answers -----------------------------------
@@ -166,10 +219,44 @@ def _bad_jobs():
             metrics.ffmpeg_duration.labels(operation=operation).observe(0.1)
 
     def no_result(metrics, operation, work):
-        with metrics.ffmpeg_job(operation):
+        metrics.ffmpeg_jobs_active.inc()
+        try:
             work()
+        finally:
+            metrics.ffmpeg_jobs_active.dec()
+
+    def flag_gauge(metrics, operation, work):  # set(1)/set(0): wrong as soon as two overlap
+        metrics.ffmpeg_jobs_active.set(1)
+        start = time.perf_counter()
+        try:
+            return work()
+        except Exception:
+            metrics.ffmpeg_errors.labels(operation=operation).inc()
+            raise
+        finally:
+            metrics.ffmpeg_duration.labels(operation=operation).observe(time.perf_counter() - start)
+            metrics.ffmpeg_jobs_active.set(0)
+
+    def wall_clock(metrics, operation, work):  # the seed's Date.now(), in Python
+        metrics.ffmpeg_jobs_active.inc()
+        start = time.time()
+        try:
+            return work()
+        except Exception:
+            metrics.ffmpeg_errors.labels(operation=operation).inc()
+            raise
+        finally:
+            metrics.ffmpeg_duration.labels(operation=operation).observe(time.time() - start)
+            metrics.ffmpeg_jobs_active.dec()
+
+    def shortcut(metrics, operation, work):  # the text asks to write it by hand
+        with metrics.ffmpeg_job(operation):
+            return work()
 
     return [
+        (flag_gauge, "not set\\(1\\)/set\\(0\\)"),
+        (wall_clock, "wall clock"),
+        (shortcut, "metrics.ffmpeg_job"),
         (leaks, "leaked"),
         (swallows, "disappeared"),
         (uncounted, "add 1"),
@@ -189,15 +276,39 @@ def test_02_ffmpeg_job_rejects_leaky_instrumentation(answer, expected):
         get("02.ffmpeg_job").check(answer)
 
 
-def test_02_ffmpeg_job_accepts_the_reference_and_the_context_manager():
+def test_02_ffmpeg_job_accepts_the_reference_and_other_right_answers():
     from course_lib.exercises import get, solution
 
-    def with_context_manager(metrics, operation, work):
-        with metrics.ffmpeg_job(operation):
-            return work()
+    def with_context_managers(metrics, operation, work):
+        try:
+            with (
+                metrics.ffmpeg_jobs_active.track_inprogress(),
+                metrics.ffmpeg_duration.labels(operation=operation).time(),
+            ):
+                return work()
+        except Exception:
+            metrics.ffmpeg_errors.labels(operation=operation).inc()
+            raise
+
+    def with_monotonic(metrics, operation, work):
+        from time import monotonic
+
+        metrics.ffmpeg_jobs_active.inc()
+        t0 = monotonic()
+        ok = False
+        try:
+            result = work()
+            ok = True
+            return result
+        finally:
+            if not ok:
+                metrics.ffmpeg_errors.labels(operation=operation).inc()
+            metrics.ffmpeg_duration.labels(operation=operation).observe(monotonic() - t0)
+            metrics.ffmpeg_jobs_active.dec()
 
     assert get("02.ffmpeg_job").check(solution("02.ffmpeg_job")).ok
-    assert get("02.ffmpeg_job").check(with_context_manager).ok
+    assert get("02.ffmpeg_job").check(with_context_managers).ok
+    assert get("02.ffmpeg_job").check(with_monotonic).ok
 
 
 @pytest.mark.stack
@@ -212,7 +323,8 @@ def test_live_exercises_of_01_and_02_reject_typical_mistakes(stack):
             f"{stack.service_url}/api/videos/sample-1/thumbnail", params={"t": 0.5}, timeout=30
         )
     stack.wait_for(solution("02.cache_hit_ratio"), timeout=60)
-    stack.wait_for(solution("02.requests_by_route"), timeout=60)
+    # Rates above 0, so that a wrong factor (increase for rate) shows in the numbers.
+    stack.wait_for("sum(rate(vrewcraft_http_requests_total[1m])) > 0", timeout=60)
 
     for exercise_id in ("01.target_count", "02.requests_by_route", "02.cache_hit_ratio"):
         assert get(exercise_id).check(solution(exercise_id, stack), stack).ok, exercise_id
@@ -231,9 +343,21 @@ def test_live_exercises_of_01_and_02_reject_typical_mistakes(stack):
         "sum by (route) (rate(vrewcraft_http_requests_total[2s]))": "scrape",
         "sum by (route) (increase(vrewcraft_http_requests_total[1m]))": "60×",
     }
+    mistakes |= {
+        "sum by (route) (irate(vrewcraft_http_requests_total[1m]))": "last two samples",
+        "sum by (route) (rate(vrewcraft_http_requests_total[5m]))": "last minute",
+        "sum by (route, method) (rate(vrewcraft_http_requests_total[1m]))": "method",
+    }
     for answer, expected in mistakes.items():
         with pytest.raises(ExerciseFailed, match=expected):
             by_route.check(answer, stack)
+    for answer in (  # right numbers, other forms: job and instance may stay
+        "sum by (route, job) (rate(vrewcraft_http_requests_total[1m]))",
+        "sum without (method, status_code) (rate(vrewcraft_http_requests_total[60s]))",
+        "sum(rate(vrewcraft_http_requests_total[1m])) by (route)",
+        "sum by (route) (increase(vrewcraft_http_requests_total[1m])) / 60",
+    ):
+        assert by_route.check(answer, stack).ok, answer
 
     ratio = get("02.cache_hit_ratio")
     hit = 'vrewcraft_thumbnail_requests_total{cache_status="hit"}'
@@ -246,3 +370,15 @@ def test_live_exercises_of_01_and_02_reject_typical_mistakes(stack):
     ):  # lifetime
         with pytest.raises(ExerciseFailed):
             ratio.check(answer, stack)
+    with pytest.raises(ExerciseFailed, match="pairs up series whose labels are exactly the same"):
+        ratio.check(f"rate({hit}[5m]) / rate(vrewcraft_thumbnail_requests_total[5m])", stack)
+    with pytest.raises(ExerciseFailed, match="in-process gauge"):
+        ratio.check("vrewcraft_thumbnail_cache_hit_ratio", stack)
+    for answer in (
+        f"sum by (job) (rate({hit}[5m]))"
+        " / sum by (job) (rate(vrewcraft_thumbnail_requests_total[5m]))",
+        f"sum(rate({hit}[5m])) / (sum(rate({hit}[5m])) + sum(rate({miss}[5m])))",
+        f"sum without (cache_status) (rate({hit}[5m]))"
+        " / sum without (cache_status) (rate(vrewcraft_thumbnail_requests_total[5m]))",
+    ):
+        assert ratio.check(answer, stack).ok, answer

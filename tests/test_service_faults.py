@@ -12,6 +12,8 @@ from course_lib.service.app import make_app
 from course_lib.service.faults import MAX_MEMORY_MB, FaultUpdate, MemoryBallast
 from course_lib.service.testing import seeded_settings
 
+pytestmark = pytest.mark.ffmpeg  # the app renders its sample videos with ffmpeg
+
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):

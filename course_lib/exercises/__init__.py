@@ -20,7 +20,15 @@ metric object), AlertRule (YAML checked by promtool), Predicate (anything else).
 """
 
 # Importing the catalogs registers their exercises (plain data, no I/O).
-from . import catalog_01, catalog_02, catalog_03, catalog_04, catalog_05  # noqa: F401
+from . import (  # noqa: F401
+    catalog_01,
+    catalog_02,
+    catalog_03,
+    catalog_04,
+    catalog_05,
+    catalog_06,
+    catalog_07,
+)
 from .core import (
     BLANK,
     REGISTRY,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from course_lib.promql_hints import functions_used, range_windows
+
 from .core import register
 from .kinds import Number, Predicate, PromQL
 
@@ -87,12 +89,33 @@ register(
     )
 )
 
+
+def _scrape_rate_shape(query: str) -> str | None:
+    """Ask for what the task says: a per-second rate over the last minute."""
+    used = functions_used(query)
+    if "irate" in used:
+        return (
+            "irate(…) uses only the last two samples in the window, so it is the rate of the "
+            "last scrape interval, not of the last minute: use rate(…[1m])."
+        )
+    if not used & {"rate", "increase"}:
+        return "a per-second rate of a counter needs rate(…[1m])."
+    windows = range_windows(query)
+    if windows != {60.0}:
+        got = ", ".join(f"{w:g}s" for w in sorted(windows)) or "none"
+        return f"the task asks for the last minute: use a [1m] window (yours: {got})."
+    return None
+
+
+# Any form with the right number passes: with or without sum(), job and instance kept or
+# not, increase(…[1m]) / 60. The shape check rejects what the numbers can't tell apart:
+# irate() equals rate() on a counter that grows steadily, as this one does.
 register(
     PromQL(
         "01.scrape_rate",
         'rate(prometheus_tsdb_head_samples_appended_total{type="float"}[1m])',
-        match_on=["job", "instance"],
+        structure=_scrape_rate_shape,
         nudge="prometheus_tsdb_head_samples_appended_total is a counter; a counter needs rate(…) "
-        "over a window of about a minute.",
+        "over a window, here [1m] for the last minute.",
     )
 )

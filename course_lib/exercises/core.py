@@ -54,7 +54,19 @@ BLANK = _Blank()
 
 
 class ExerciseError(Exception):
-    """Base class of everything ``check()`` raises about an answer."""
+    """Base class of everything ``check()`` raises about an answer.
+
+    In a notebook the learner sees the message alone, not a traceback through the
+    checking code: IPython calls ``_render_traceback_`` to draw an exception. The
+    cell still fails, so papermill stops there as with any error.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        """Return the lines IPython shows for this exception: the hint, nothing else."""
+        text = str(self)
+        if isinstance(self, ExerciseNotAnswered):
+            text = f"✍️ {text}"
+        return text.splitlines()
 
 
 class ExerciseNotAnswered(ExerciseError):

@@ -85,7 +85,13 @@ class PromQL(Exercise):
     series; ``rel_tol``/``abs_tol`` for values; ``at`` fixes the evaluation
     time (Unix seconds, RFC 3339 or datetime) for the fixed history;
     ``hints_fail`` fails an answer whose numbers match but that trips a
-    PromQL hint the reference doesn't.
+    PromQL hint the reference doesn't; ``structure`` is what the task asks of
+    the query's shape (a function returning what is wrong, or None), for
+    tasks whose numbers can't tell a right answer from a wrong one (``irate``
+    and ``rate`` agree on a steady counter). Labels the reference doesn't have
+    the target's ``job`` and ``instance`` may stay when they don't split a
+    reference series in several, and labels that told no series apart may be
+    aggregated away.
 
     >>> ex = PromQL("01.up_query", 'up{job="prometheus"}', require_labels=["job"])
     >>> ex.check('up{job="prometheus"}', stack)
@@ -106,6 +112,7 @@ class PromQL(Exercise):
     for_alert: bool = False
     hints_fail: bool = True
     allow_empty: bool = False
+    structure: Callable[[str], str | None] | None = None
 
     def reference(self, stack: StackLike | str | None) -> str:
         """Return the reference answer."""
@@ -131,6 +138,7 @@ class PromQL(Exercise):
             )
         }
         new = [h for h in found if h.code not in expected_codes]
+        shape = self.structure(query) if self.structure else None
         at = _eval_time(self.at)
         ref_type, ref = self._instant(url, self.solution, at, reference=True)
         if ref_type == "matrix":
@@ -156,9 +164,12 @@ class PromQL(Exercise):
         )
         if problem:
             where = explain.feedback(url, query, self.solution, at, self.rel_tol, self.abs_tol)
-            if new:
-                raise ExerciseFailed(f"{new[0].message}\n(Result check: {problem}.){where}")
+            if new or shape:
+                first = new[0].message if new else shape
+                raise ExerciseFailed(f"{first}\n(Result check: {problem}.){where}")
             raise self.fail(problem + "." + where)
+        if shape:  # right numbers, but not what the task asks for
+            raise ExerciseFailed(f"Your numbers match right now, but: {shape}")
         if new and self.hints_fail:
             raise ExerciseFailed(f"Your numbers match right now, but: {new[0].message}")
         return f"right — {len(expected)} series, values match the reference"
@@ -223,12 +234,23 @@ def _same_value(a: float, b: float, rel_tol: float, abs_tol: float) -> bool:
     return math.isclose(a, b, rel_tol=rel_tol, abs_tol=abs_tol)
 
 
+#: Labels Prometheus attaches to every series of a target. Keeping them (sum by (job), sum
+#: without (method, status_code)) changes no number, so an answer may keep them.
+TARGET_LABELS = frozenset({"job", "instance"})
+
+
+def _unique_on(samples: list, labels: Sequence[str]) -> bool:
+    """Tell whether ``labels`` alone still tell every series of ``samples`` apart."""
+    keys = [tuple(lb.get(k, "") for k in labels) for lb, _ in samples]
+    return len(set(keys)) == len(keys)
+
+
 def _result_type_problem(mine: str, expected: str) -> str | None:
     """Explain a result-type mismatch that value comparison can't (range vector, string)."""
     if mine == "matrix":
         return (
-            "your query returns a range vector (a [5m] window of raw samples per series); "
-            "wrap it in a function such as rate(…[5m]) to get one value per series"
+            "your query returns a range vector (a window of raw samples per series); "
+            "wrap it in a function such as rate(…) to get one value per series"
         )
     if mine == "string" and expected != "string":
         return "your query returns a string literal, not numbers"
@@ -252,16 +274,23 @@ def _compare(
     label_note = ""
     if match_on is None:
         missing, extra = exp_names - mine_names, mine_names - exp_names
+        common = sorted(exp_names & mine_names)
+        if missing and mine and _unique_on(mine, common) and _unique_on(expected, common):
+            # Aggregated away labels that told nothing apart (job, instance of one target).
+            match_on, missing, extra = common, set(), set()
         if missing and mine:
             label_note = (
                 f"label {_names(missing)} missing from your result — keep it with "
                 f"by ({_names(missing)})"
             )
         elif extra:
-            label_note = (
-                f"your result has labels the expected one doesn't ({_names(extra)}) "
-                f"— aggregate them away, e.g. sum without ({_names(extra)}) (…)"
-            )
+            if extra <= TARGET_LABELS and _unique_on(mine, sorted(exp_names)):
+                match_on = sorted(exp_names)  # the target's labels kept: still the same series
+            else:
+                label_note = (
+                    f"your result has labels the expected one doesn't ({_names(extra)}) "
+                    f"— aggregate them away, e.g. sum without ({_names(extra)}) (…)"
+                )
     if match_on is not None:
         seen: set[frozenset] = set()
         for labels, _ in mine:
