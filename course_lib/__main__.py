@@ -1,4 +1,7 @@
-"""Command line: ``python -m course_lib up | down | status | logs | doctor | progress | lab | cards``."""
+"""Command line: ``python -m course_lib COMMAND``.
+
+Commands: up, down, status, logs, doctor, progress, lab, cards.
+"""
 
 from __future__ import annotations
 
