@@ -6,14 +6,12 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-# Jupyter refuses to run as root (containers, CI boxes) unless told it's deliberate.
-ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test test-fast setup sysdeps up down status doctor lint lock bench clean
+.PHONY: lab test test-fast setup sysdeps up down status doctor progress lint lock bench clean \
+	solutions site
 
 lab: setup  ## install, start the local stack, open JupyterLab on notebooks/
-	$(PY) -m course_lib up
-	PLOTLY_RENDERER=plotly_mimetype+notebook $(VENV)/bin/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=notebooks $(ROOT_FLAG)
+	$(PY) -m course_lib lab
 
 test: setup  ## install, then run unit tests, doctests, config checks and every notebook
 	$(PY) -m pytest
@@ -34,7 +32,14 @@ lock:  ## recompile requirements.txt from requirements.in (after changing a pin)
 	$(VENV)/bin/uv pip compile requirements.in -o requirements.txt --python-version 3.11 \
 		--custom-compile-command "make lock"
 
-up down status doctor: $(STAMP)
+solutions: setup  ## execute every notebook with solutions and outputs into build/solutions/
+	$(PY) -m course_tools solutions
+
+site: $(STAMP)  ## build the course site (build/site/index.html) from build/solutions/
+	@test -n "$$(ls build/solutions/*.ipynb 2>/dev/null)" || $(MAKE) solutions
+	$(PY) -m course_tools site
+
+up down status doctor progress: $(STAMP)
 	$(PY) -m course_lib $@
 
 lint: $(STAMP)  ## ruff (lint and format) over everything, mypy over course_lib

@@ -9,7 +9,8 @@ The learner's toolkit (what notebook cells call):
 * ``lesson`` — helpers the notebooks share: push and wait for the scrape, samples as
   tables, charts, ``describe_metric``, ``show_source``.
 * ``exercises`` — ``check()`` and ``solution()`` for every exercise; ``promql_hints``
-  names the usual PromQL mistakes in a learner's query.
+  names the usual PromQL mistakes in a learner's query; ``progress`` records every check
+  and shows what is done (``lesson.progress()``, ``python -m course_lib progress``).
 * ``explain`` — a query's parse tree with every sub-expression evaluated on the stack.
 * ``alerting`` — rule unit tests, routing checks and the pieces of a live incident
   (alert states, notifications, silences).
@@ -36,8 +37,10 @@ The system being observed:
 * ``sinks`` — the SMTP and webhook receivers that record Alertmanager's notifications.
 
 Plumbing: ``config`` (ports, state directory, environment variables), ``supervisor``
-(processes, ports, polling, the list of system binaries), ``__main__``
-(``python -m course_lib up | down | status | logs | doctor | cards``).
+(processes, ports, polling, the list of system binaries), ``lab`` (JupyterLab as
+``make lab`` starts it, and the stack UIs it proxies), ``__main__``
+(``python -m course_lib up | down | status | logs | doctor | progress | lab | cards``).
+Instructor tooling (``make solutions``, ``make site``) lives beside it in ``course_tools``.
 
 "The seed" in comments and notebooks is the Korean tutorial this course grew from,
 *Prometheus + Grafana 모니터링* (VrewCraft); the notebooks teach its mistakes as errata.

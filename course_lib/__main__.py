@@ -1,4 +1,7 @@
-"""Command line: ``python -m course_lib up | down | status | logs | doctor | cards``."""
+"""Command line: ``python -m course_lib COMMAND``.
+
+Commands: up, down, status, logs, doctor, progress, lab, cards.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_argument("component", nargs="?")
     logs.add_argument("-n", "--lines", type=int, default=40)
     sub.add_parser("doctor", help="diagnose binaries, ports and stale pid files")
+    prog = sub.add_parser("progress", help="show which exercises are done, tried, not started")
+    prog.add_argument("--reset", action="store_true", help="forget all progress and start over")
+    lab = sub.add_parser("lab", help="start the stack, then JupyterLab on notebooks/ (make lab)")
+    lab.add_argument("--token", help="fixed login token (default: a random one, printed)")
     deck = sub.add_parser("cards", help="export the interview cards (Anki deck, CSV, Markdown)")
     deck.add_argument("--anki", metavar="OUT.apkg", help="write an Anki deck")
     deck.add_argument("--csv", metavar="OUT.csv", help="write a CSV file")
@@ -48,8 +55,22 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if all(r.state in ("healthy", "stopped", "disabled") for r in rows) else 1
         elif args.command == "logs":
             print(stack.logs(cfg, args.component, args.lines))
+        elif args.command == "progress":
+            from course_lib import progress
+
+            if args.reset:
+                removed = progress.reset()
+                print("progress reset." if removed else "no progress recorded yet.")
+            else:
+                print(progress.format_table(progress.table()))
+        elif args.command == "lab":
+            from course_lib import lab as lab_mod
+
+            return lab_mod.run_lab(cfg, token=args.token)
         elif args.command == "doctor":
-            findings = stack.doctor(cfg)
+            from course_lib import lab as lab_mod
+
+            findings = stack.doctor(cfg) + lab_mod.doctor(cfg)
             for level, text in findings:
                 print(f"[{level:>5}] {text}")
             return 1 if any(level == "error" for level, _ in findings) else 0

@@ -11,6 +11,7 @@
 * ``raw_samples``: the raw samples of a range selector (``x[1m]``) at one instant.
 * ``make_clip`` / ``wait_for_job``: a small real video to upload; poll a trim job to its end.
 * ``line_plot``: a plotly line chart of a ``query_range`` DataFrame, refusing empty data.
+* ``progress``: which exercises you have done, per notebook (``python -m course_lib progress``).
 * ``explain``: a query's parse tree with every sub-expression evaluated on the stack.
 
 >>> from prometheus_client import CollectorRegistry, Counter
@@ -44,6 +45,7 @@ __all__ = [
     "fetch_text",
     "line_plot",
     "make_clip",
+    "progress",
     "push",
     "raw_samples",
     "sample_value",
@@ -390,3 +392,14 @@ def wait_for_job(stack: Any, job_id: str, timeout: float = 60.0) -> dict:
     if not poll(finished, timeout, interval=0.1):
         raise TimeoutError(f"job {job_id} still {job.get('status')} after {timeout:.0f}s")
     return job
+
+
+def progress() -> pd.DataFrame:
+    """Return your progress: per notebook, exercises done, tried and not started.
+
+    >>> progress().loc["01", "status"]        # doctest: +SKIP
+    'done'
+    """
+    from course_lib import progress as progress_mod
+
+    return progress_mod.table()

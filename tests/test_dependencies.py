@@ -66,7 +66,7 @@ def imported_modules(sources: list[str]) -> set[str]:
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 found.add(node.module.split(".")[0])
     # The project's own modules, including test helpers that tests import by name.
-    local = {"course_lib", "conftest"} | {
+    local = {"course_lib", "course_tools", "conftest"} | {
         p.stem for d in ("tests", "bench") for p in (REPO / d).glob("*.py")
     }
     return {m for m in found if m not in sys.stdlib_module_names and m not in local}

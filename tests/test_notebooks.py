@@ -45,25 +45,18 @@ def test_notebook_has_a_parameters_cell(path: Path):
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_with_solutions(path: Path, stack, tmp_path):
-    import papermill
+def test_notebook_runs_with_solutions(path: Path, stack):
+    """Also `make solutions`: the executed copy lands in build/solutions (and feeds the site)."""
+    from course_tools import build
 
-    t0 = time.monotonic()
+    executed = build.solutions_dir() / path.name
     try:
-        papermill.execute_notebook(
-            str(path),
-            str(tmp_path / path.name),
-            parameters={"SOLUTIONS": True},
-            cwd=str(NOTEBOOK_DIR),
-            kernel_name="python3",
-            progress_bar=False,
-            execution_timeout=300,
-        )
+        seconds = build.execute(path, executed, solutions=True)
     finally:
         left = _stop_extra_processes(stack)
-    print(f"{path.name}: {time.monotonic() - t0:.1f}s")
+    print(f"{path.name}: {seconds:.1f}s")
     assert left == [], f"extra processes left running: {left}"
-    _assert_figures_survive_export(tmp_path / path.name)
+    _assert_figures_survive_export(executed)
 
 
 def _stop_extra_processes(stack) -> list[str]:

@@ -12,6 +12,8 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from course_lib import progress
+
 __all__ = [
     "BLANK",
     "CheckResult",
@@ -206,8 +208,17 @@ def check(exercise_id: str, answer: Any, stack: StackLike | str | None = None) -
 
     >>> check("01.up_query", 'up{job="prometheus"}', stack)
     ✅ 01.up_query: right — 1 series, values match the reference
+
+    Each check of an answered exercise is recorded (``python -m course_lib progress``).
     """
-    return get(exercise_id).check(answer, stack)
+    exercise = get(exercise_id)
+    try:
+        result = exercise.check(answer, stack)
+    except ExerciseFailed:
+        progress.record(exercise.id, False)
+        raise
+    progress.record(exercise.id, True)
+    return result
 
 
 def solution(exercise_id: str, stack: StackLike | str | None = None) -> Any:
