@@ -98,10 +98,12 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     Read from the OpenAPI document (every HTTP route but the documentation's own, which
     take GET), so the answer can't drift from what the routes declare.
     """
+    from .routes.docs import DOC_PATHS  # routes import this module: import when called
+
     table = getattr(app.state, "allowed_methods", None)
     if table is None:
         paths = {p: {m.upper() for m in ops} for p, ops in app.openapi()["paths"].items()}
-        for doc_path in ("/openapi.json", "/docs", "/redoc"):
+        for doc_path in DOC_PATHS:
             paths[doc_path] = {"GET"}
         table = [(compile_path(p)[0], methods) for p, methods in paths.items()]
         app.state.allowed_methods = table

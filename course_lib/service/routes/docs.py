@@ -11,6 +11,8 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 OPENAPI_URL = "/openapi.json"
+#: The documentation's own paths: not in the OpenAPI document, each its own route label.
+DOC_PATHS = (OPENAPI_URL, "/docs", "/redoc")
 
 router = APIRouter(include_in_schema=False)
 
