@@ -22,6 +22,7 @@ from schemathesis.openapi.checks import RejectedPositiveData
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from course_lib.service.app import make_app
+from course_lib.service.faults import MAX_MEMORY_MB
 from course_lib.service.media import make_clip
 from course_lib.service.testing import seeded_settings, serve_in_thread
 
@@ -49,9 +50,14 @@ def base_url(tmp_path_factory):
 
 
 def small_memory_fault(case):
-    """Cap a valid ``memory_mb`` fault at 16 MiB: up to 2 GiB is valid, but not here."""
-    if isinstance(case.body, dict) and type(case.body.get("memory_mb")) is int:
-        case.body["memory_mb"] = min(case.body["memory_mb"], 16)
+    """Cap a valid ``memory_mb`` fault at 16 MiB: up to 2 GiB is valid, but not here.
+
+    Values outside the schema stay as drawn: they are the negative cases, which the
+    service must refuse (capping one would turn it into a valid request).
+    """
+    body = case.body
+    if isinstance(body, dict) and type(body.get("memory_mb")) is int:
+        body["memory_mb"] = 16 if 16 < body["memory_mb"] <= MAX_MEMORY_MB else body["memory_mb"]
     return case
 
 
